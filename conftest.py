@@ -1,0 +1,63 @@
+"""pytest collects scenarios/**/*.yaml: one test item per scenario (and per
+point of its matrix), located at the YAML line of its name, so that
+
+    pytest scenarios -k fork --junitxml=r.xml
+
+runs scenarios like tests; an unmet requirement is a skip with the reason.
+"""
+from pathlib import Path
+
+import pytest
+
+from harness import errors, scenario
+from harness.results import PASS, SKIP
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def pytest_collect_file(parent, file_path):
+    if file_path.suffix == ".yaml" and SCENARIOS in file_path.parents:
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self):
+        try:
+            loaded = scenario.load_file(self.path)
+        except errors.InputError as exc:
+            raise self.CollectError(str(exc)) from None
+        for sc in loaded:
+            yield ScenarioItem.from_parent(self, name=sc.name, scenario=sc)
+
+
+class ScenarioFailed(Exception):
+    pass
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario, **kwargs):
+        super().__init__(**kwargs)
+        self.scenario = scenario
+
+    def runtest(self):
+        from harness import runner
+        from harness.report.terminal import Progress, summary
+
+        try:
+            result = runner.run_all([self.scenario], Progress(enabled=False))
+        except errors.CannotRun as exc:
+            pytest.skip(str(exc))
+        sc = result.scenarios[0]
+        if sc.status == SKIP:
+            pytest.skip(sc.reason)
+        if sc.status != PASS:
+            raise ScenarioFailed(summary(result))
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, ScenarioFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, self.scenario.line - 1, f"scenario {self.scenario.name}"

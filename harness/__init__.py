@@ -1,0 +1,1 @@
+"""ksm-harness: drive Linux KSM on real kernels from scenario files."""

@@ -1,0 +1,153 @@
+"""ksm-harness command line: thin shells over scenario, runner and report.
+
+Exit codes: 0 all pass, 1 any fail (or error), 2 bad input or usage,
+125 nothing could run here (not root, no KSM, every scenario skipped),
+3 the harness itself failed (e.g. the lock is busy with --no-wait).
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import errors, requirements, runner, scenario
+from .report import WRITERS
+from .report.terminal import Progress, summary
+from .results import ERROR, FAIL, SKIP
+
+DEFAULT_SUITE = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise errors.InputError(f"usage: {message} (see ksm-harness {self.prog.split()[-1]} --help)")
+
+
+def add_selection(p):
+    p.add_argument("paths", nargs="*", help="scenario files or directories (default: the default suite)")
+    p.add_argument("-k", dest="keyword", help="only scenarios whose name contains this")
+
+
+def selected(args):
+    return scenario.load_all(args.paths or [DEFAULT_SUITE], args.keyword)
+
+
+def cmd_run(args):
+    scenarios = selected(args)
+    if not scenarios:
+        raise errors.InputError("no scenario matches", field="-k")
+    outputs = {fmt: getattr(args, fmt) for fmt in WRITERS if getattr(args, fmt)}
+    progress = Progress(sys.stderr, enabled=not args.quiet)
+    result = runner.run_all(scenarios, progress, wait=not args.no_wait,
+                            say=lambda m: print(m, file=sys.stderr))
+    for fmt, path in outputs.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        WRITERS[fmt](result, path)
+    print(summary(result, colour=sys.stdout.isatty()))
+    statuses = {s.status for s in result.scenarios}
+    if statuses & {FAIL, ERROR}:
+        return errors.EXIT_FAIL
+    if statuses == {SKIP}:
+        return errors.EXIT_CANNOT_RUN
+    return errors.EXIT_PASS
+
+
+def cmd_list(args):
+    for s in selected(args):
+        print(f"{s.name}\t{s.file}:{s.line}")
+    return 0
+
+
+def cmd_check(args):
+    scenarios = selected(args)
+    print(f"{len(scenarios)} scenarios valid")
+    return 0
+
+
+def cmd_env(args):
+    from . import kernel, numa
+    from .knobs import Knobs
+
+    roots = runner.Roots()
+    facts = kernel.facts()
+    knobs = Knobs(roots.ksm)
+    print(f"kernel:      {facts.release}")
+    print(f"ksm knobs:   {', '.join(knobs.settings()) or 'none (no KSM)'}")
+    print(f"ksm counters:{' ' + ', '.join(knobs.counters()) if knobs.exists() else ' none'}")
+    print(f"numa nodes:  {numa.nodes_with_memory()} (with memory)")
+    print(f"thp:         {facts.thp.mode if facts.thp else 'not available'}")
+    print(f"ksm_stat:    {'yes' if facts.ksm_stat else 'no'}; kpageflags readable: {facts.kpageflags}")
+    print(f"memcg:       {facts.memcg or 'available'}")
+    ctx = runner.RunContext(roots, None, None)
+    for kind in ("file", "zram"):
+        print(f"swap {kind + ':':7}{ctx.swap.available(kind) or 'available'}")
+    print(f"fault inj.:  {ctx.faults.available() or 'available'}")
+    try:
+        from . import qemu
+        print(f"vm accel:    {qemu.describe_accel()}")
+    except (ImportError, AttributeError):
+        pass
+    print()
+    for s in selected(args):
+        why = requirements.reasons(s, ctx)
+        print(f"{'SKIP' if why else 'runs'}  {s.name}" + (f": {'; '.join(why)}" if why else ""))
+    return 0
+
+
+def cmd_restore(args):
+    runner.restore(say=print)
+    return 0
+
+
+def build_parser():
+    p = Parser(prog="ksm-harness", description="Drive Linux KSM on the running kernel from scenario files.")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every command the harness runs")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    run = sub.add_parser("run", help="run scenarios against the running kernel")
+    add_selection(run)
+    for fmt in WRITERS:
+        run.add_argument(f"--{fmt}", metavar="PATH", help=f"write {fmt} results to PATH")
+    run.add_argument("--no-wait", action="store_true", help="fail at once if another run holds the KSM lock")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    run.set_defaults(fn=cmd_run)
+    for name, fn, help_ in (("list", cmd_list, "list scenarios"), ("check", cmd_check, "validate scenarios only"),
+                            ("env", cmd_env, "what this machine offers, and which scenarios would skip")):
+        s = sub.add_parser(name, help=help_)
+        add_selection(s)
+        s.set_defaults(fn=fn)
+    sub.add_parser("restore", help="put back what a killed run left (knobs, swap, cgroups)").set_defaults(
+        fn=cmd_restore)
+    sub.add_parser("scan-log", help="find kernel crash reports in a saved log", add_help=False)
+    sub.add_parser("vm", help="boot a kernel under qemu and run scenarios inside", add_help=False)
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    # scan-log and vm own their argument parsing
+    passthrough = {"scan-log": "scanlog", "vm": "vmcli"}
+    verbose = "-v" in argv[:1] or "--verbose" in argv[:1]
+    if verbose:
+        argv = argv[1:]
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    try:
+        if argv and argv[0] in passthrough:
+            module = __import__(f"harness.{passthrough[argv[0]]}", fromlist=["main"])
+            return module.main(argv[1:] + (["--verbose"] if verbose and argv[0] == "vm" else []))
+        args = build_parser().parse_args(argv)
+        return args.fn(args)
+    except errors.InputError as exc:
+        print(f"ksm-harness: {exc}", file=sys.stderr)
+        return errors.EXIT_USAGE
+    except errors.HarnessError as exc:
+        print(f"ksm-harness: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ksm-harness: interrupted; knobs, swap and workers were put back", file=sys.stderr)
+        return 130
+    except runner.Interrupted as exc:
+        print(f"ksm-harness: {exc}; knobs, swap and workers were put back", file=sys.stderr)
+        return 143
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+/* Interface of harness._mem, read by both cffi's cdef and the C compiler:
+ * declarations only, no preprocessor logic. */
+
+/* madvise(2) advice values, include/uapi/asm-generic/mman-common.h */
+#define KSMH_MADV_DONTNEED 4
+#define KSMH_MADV_MERGEABLE 12
+#define KSMH_MADV_UNMERGEABLE 13
+#define KSMH_MADV_HUGEPAGE 14
+#define KSMH_MADV_NOHUGEPAGE 15
+#define KSMH_MADV_COLD 20
+#define KSMH_MADV_PAGEOUT 21
+
+/* fill patterns: how a page's key follows from (seed, page index, worker) */
+#define KSMH_PAT_ZERO 0
+#define KSMH_PAT_SAME 1
+#define KSMH_PAT_GROUPS 2
+#define KSMH_PAT_UNIQUE 3
+
+#define KSMH_MAX_REPORT 16
+
+struct ksmh_verify_result {
+    size_t bad;                               /* pages whose content is not their key's */
+    size_t sigbus;                            /* pages whose read raised SIGBUS */
+    size_t nreport;                           /* entries used in the arrays below */
+    size_t page[KSMH_MAX_REPORT];             /* first bad or SIGBUS page indexes */
+    uint64_t found[KSMH_MAX_REPORT];          /* first word found there (0 for SIGBUS) */
+    int was_sigbus[KSMH_MAX_REPORT];          /* 1 if that page raised SIGBUS */
+};
+
+struct ksmh_storm_result {
+    long forks;        /* fork() calls that succeeded */
+    long live;         /* children left alive (paused) */
+    long failed;       /* fork() calls that failed (EAGAIN, ENOMEM) */
+    int err;           /* errno of the last failure */
+};
+
+/* memory */
+void *ksmh_map(size_t len);
+int ksmh_unmap(void *addr, size_t len);
+int ksmh_madvise(void *addr, size_t len, int advice);
+int ksmh_prctl_memory_merge(int set, int value);
+int ksmh_mbind(void *addr, size_t len, int node);
+long ksmh_move_pages(int pid, unsigned long count, void **pages, const int *nodes,
+                     int *status, int flags);
+
+/* content */
+void ksmh_pattern_keys(int kind, uint64_t seed, uint64_t groups, uint64_t worker,
+                       uint64_t generation, size_t first_page, size_t n, uint64_t *out);
+void ksmh_fill(char *base, size_t npages, const uint64_t *keys);
+void ksmh_verify(const char *base, size_t npages, const uint64_t *keys,
+                 struct ksmh_verify_result *res);
+
+/* faulting pages back: read or write one word of each page, from nthreads
+ * threads, pausing pace_ns between pages; done_ns[i] = CLOCK_MONOTONIC when
+ * page i was in (0 if it raised SIGBUS). Returns pages that raised SIGBUS. */
+long ksmh_touch(char *base, size_t npages, const uint64_t *keys, int write,
+                int nthreads, long pace_ns, uint64_t *done_ns);
+
+/* wait until the file at path starts with expect, polling every poll_ns;
+ * 0 when it did, -1 with errno ETIMEDOUT (or the open/read errno) */
+int ksmh_wait_file(const char *path, const char *expect, long poll_ns, long timeout_ns);
+
+/* fork children until duration_ns passed, max_forks forked or stop_fd is
+ * readable.  Each child (and its descendants, depth levels deep) lives on
+ * paused while fewer than live_cap are alive, else exits at once; the
+ * CLOCK_MONOTONIC time of each of the first ntimes forks goes to times_ns. */
+void ksmh_fork_storm(long duration_ns, long max_forks, int depth, long live_cap,
+                     int stop_fd, long interval_ns, uint64_t *times_ns, long ntimes,
+                     struct ksmh_storm_result *res);
+
+uint64_t ksmh_monotonic_ns(void);
+
+/* process plumbing: die with the parent (PR_SET_PDEATHSIG SIGKILL), returning
+ * 0 if the parent is still expected_ppid; adopt orphaned descendants
+ * (PR_SET_CHILD_SUBREAPER) so that they can be reaped */
+int ksmh_die_with_parent(int expected_ppid);
+int ksmh_set_subreaper(void);

@@ -1,0 +1,91 @@
+"""Evaluating scenario conditions: counters and per-process truth.
+
+A counter name reads /sys/kernel/mm/ksm or /proc/vmstat (a leading + means
+its change since a reference sample).  A dotted name reads what processes map:
+GROUP.REGION.metric sums over the group's workers and every live descendant
+(children forked from a worker map its regions at the same addresses), so
+"a.r.ksm == 0" covers children forked during an unmerge too.
+"""
+import operator
+
+from . import pages
+from .errors import KernelError
+
+OPS = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le,
+       ">": operator.gt, "<": operator.lt}
+
+
+class Metrics:
+    def __init__(self, state, counters, proc):
+        self.state = state  # runner.RunState: workers by group, per-region tallies
+        self.counters = counters
+        self.proc = proc
+
+    def processes(self, group):
+        """(pid, worker) of every live worker of the group and its descendants."""
+        out = []
+        for w in self.state.workers_of(group):
+            if w.exit is not None:
+                continue
+            out.append((w.pid, w))
+            out.extend((d.pid, w) for d in w.descendants())
+        return out
+
+    def region_views(self, group, region):
+        views = []
+        for pid, w in self.processes(group):
+            for name, info in w.regions.items():
+                if region not in ("all", name):
+                    continue
+                try:
+                    views.append(pages.region_pages(pid, info["addr"], info["npages"], self.proc))
+                except (FileNotFoundError, ProcessLookupError):
+                    continue  # a short-lived child exited while we looked
+        return views
+
+    def value(self, cond, reference=None):
+        """(value, denominator or None) of the condition's left-hand side."""
+        if "." not in cond.name:
+            now = self.counters.read()
+            if cond.name not in now:
+                raise KernelError(f"counter {cond.name!r} does not exist on this kernel: list it under "
+                                  f"requires.knobs or requires.vmstat so that the scenario skips here")
+            if cond.delta:
+                return now[cond.name] - (reference or {}).get(cond.name, 0), None
+            return now[cond.name], None
+        parts = cond.name.split(".")
+        group = parts[0]
+        if len(parts) == 2:
+            if parts[1] == "processes":
+                return len(self.processes(group)), None
+            if parts[1] == "sigbus":
+                return self.state.tally(group, "all", "sigbus"), None
+            key = {"merging_pages": "ksm_merging_pages", "rmap_items": "ksm_rmap_items"}[parts[1]]
+            total = 0
+            for pid, _ in self.processes(group):
+                stat = pages.ksm_stat(pid, self.proc)
+                if stat is None:
+                    raise KernelError(f"{cond.name} needs /proc/PID/ksm_stat or ksm_merging_pages "
+                                      f"(Linux 5.19+): add requires.ksm_stat: true")
+                total += stat.get(key, 0)
+            return total, None
+        region, metric = parts[1], parts[2]
+        if metric in ("sigbus", "bad"):
+            return self.state.tally(group, region, metric), None
+        views = self.region_views(group, region)
+        if metric == "processes":
+            return len(views), None
+        attr = {"ksm": "ksm_count"}.get(metric, metric)
+        return sum(getattr(v, attr) for v in views), sum(v.npages for v in views)
+
+    def holds(self, cond, reference=None):
+        """(bool, detail) for a condition now."""
+        value, denom = self.value(cond, reference)
+        want = cond.value
+        if cond.percent:
+            want = (denom or 0) * cond.value / 100
+        ok = OPS[cond.op](value, want)
+        shown = f"{'+' if cond.delta else ''}{cond.name}={value}"
+        if cond.percent:
+            shown += f" of {denom} pages"
+        return ok, f"{shown} (want {cond.op} {cond.value}{'%' if cond.percent else ''})"

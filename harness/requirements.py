@@ -1,0 +1,66 @@
+"""Does this machine offer what a scenario needs?  An unmet requirement is a
+skip with the reason, never a failure: users run kernels from 3.9 to today.
+
+Besides what `requires:` lists, a scenario needs every knob it writes, a swap
+kind it sets up and memcg when it sets up a cgroup: those are derived here, so
+a scenario cannot forget them.
+"""
+from . import cgroup, kernel, numa
+from .errors import Skip
+from .sampler import read_vmstat
+
+
+def written_knobs(sc):
+    names = [n for n, _ in sc.knobs]
+    stack = list(sc.steps)
+    while stack:
+        step = stack.pop()
+        stack.extend(step.children)
+        if step.kind == "knob":
+            names.extend(n for n, _ in step.args["writes"])
+        if step.kind == "do" and step.args.get("wait_for"):
+            names.append(step.args["wait_for"]["knob"])
+    return names
+
+
+def reasons(sc, ctx):
+    """Every unmet requirement of sc on this machine, in words."""
+    req, roots = sc.requires, ctx.roots
+    out = []
+    release = kernel.release(str(roots.proc))
+    if req.kernel and not kernel.version_at_least(release, req.kernel):
+        out.append(f"needs Linux {req.kernel}+, this is {release}")
+    missing = sorted({k for k in list(req.knobs) + written_knobs(sc) if not ctx.knobs.has(k)})
+    if missing:
+        out.append(f"this kernel has no /sys/kernel/mm/ksm/{', '.join(missing)}")
+    nodes = numa.nodes_with_memory(roots.sys / "devices/system/node")
+    if len(nodes) < req.numa_nodes:
+        out.append(f"needs {req.numa_nodes} NUMA nodes with memory, this machine has {len(nodes)} "
+                   f"(boot a VM: ksm-harness vm --numa {req.numa_nodes})")
+    for kind in {k for k in (req.swap, sc.swap and sc.swap["kind"]) if k}:
+        why = ctx.swap.available("file" if kind == "any" else kind)
+        if why:
+            out.append(f"swap ({kind}): {why}")
+    if req.thp and kernel.thp(str(roots.sys)) is None:
+        out.append("needs transparent huge pages (CONFIG_TRANSPARENT_HUGEPAGE)")
+    if req.fault_injection:
+        why = ctx.faults.available()
+        if why:
+            out.append(why)
+    if req.memcg or sc.cgroup:
+        why = cgroup.available(str(roots.proc))
+        if why:
+            out.append(why)
+    if req.ksm_stat and not kernel.ksm_stat_present(str(roots.proc)):
+        out.append("needs /proc/PID/ksm_stat (Linux 6.1+)")
+    have = read_vmstat(roots.proc, req.vmstat)
+    absent = [f for f in req.vmstat if f not in have]
+    if absent:
+        out.append(f"/proc/vmstat has no {', '.join(absent)} on this kernel")
+    return out
+
+
+def check(sc, ctx):
+    found = reasons(sc, ctx)
+    if found:
+        raise Skip("; ".join(found))

@@ -1,0 +1,654 @@
+"""Scenario files: load, validate, expand the parameter matrix.
+
+Everything is checked here, before anything touches the kernel: an unknown
+key, a wrong type, a bad size or an impossible order is an InputError naming
+file:line and the field (exit code 2).  The format is documented in README.md
+("Writing scenarios") and described by harness/schema/scenario.schema.json.
+"""
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Tuple
+
+from . import yamlload
+from .errors import InputError
+
+PAGE = 4096
+SIZE_RE = re.compile(r"^(\d+)\s*([KMGkmg]?)(i?[Bb])?$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+COND_RE = re.compile(r"^\s*(\+)?([A-Za-z_][\w.\[\]:]*)\s*(==|!=|>=|<=|>|<)\s*(-?\d+)(%?)\s*$")
+PROCESS_METRICS = ("ksm", "swapped", "present", "zero", "thp", "sigbus", "bad", "processes")
+GROUP_METRICS = ("merging_pages", "processes", "sigbus", "rmap_items")
+PATTERNS = ("same", "groups", "unique", "zero")
+ADVICE = ("mergeable", "unmergeable", "pageout", "cold", "dontneed", "hugepage", "nohugepage")
+WRITE_RESULTS = ("ok", "EBUSY", "EINVAL")
+SWAP_KINDS = ("file", "zram")
+
+
+@dataclass(frozen=True)
+class Pattern:
+    kind: str  # same | groups | unique | zero
+    seed: int  # different seeds never merge with each other
+    groups: int  # for kind=groups: pages i and j are equal when i % groups == j % groups
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str  # region name, unique within its worker group
+    npages: int  # size in pages
+    pattern: Pattern  # the content it is filled with
+    mergeable: bool  # madvise(MADV_MERGEABLE) after the fill
+    node: Optional[int]  # NUMA node to place it on (mbind), or None
+    thp: Optional[bool]  # MADV_HUGEPAGE (True) / MADV_NOHUGEPAGE (False) / leave (None)
+    line: int
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    name: str  # group name: workers are NAME[0] .. NAME[count-1]
+    count: int  # how many workers
+    regions: Tuple[Region, ...]
+    prctl_merge: bool  # PR_SET_MEMORY_MERGE=1 before mapping (6.4+)
+    line: int
+
+
+@dataclass(frozen=True)
+class Condition:
+    """`[+]name op value[%]`: a counter (+ = change since the reference point)
+    or a per-process metric GROUP.REGION.metric / GROUP.metric."""
+
+    text: str  # as written
+    delta: bool  # leading +
+    name: str  # counter name, or dotted per-process metric
+    op: str
+    value: int
+    percent: bool  # value is a percentage of the region's pages x processes
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # knob | wait | do | concurrent | check | repeat | fault_injection | cgroup
+    args: Mapping[str, Any]  # validated arguments of that kind
+    line: int
+    children: Tuple["Step", ...] = ()  # for concurrent and repeat
+
+    @property
+    def title(self):
+        if self.kind == "knob":
+            return "knob " + " ".join(f"{k}={v}" for k, v in self.args["writes"])
+        if self.kind == "do":
+            return f"{self.args['do']} {self.args.get('workers', 'all')}"
+        if self.kind in ("wait", "check"):
+            return f"{self.kind} {self.args['until'].text}"
+        return self.args.get("name") or self.kind
+
+
+@dataclass(frozen=True)
+class Expectation:
+    kind: str  # that | data | crash | no_ksm_after_unmerge
+    args: Mapping[str, Any]
+    line: int
+    text: str  # as shown in results
+
+
+@dataclass(frozen=True)
+class Requirements:
+    kernel: Optional[str]  # minimum kernel version, "3.9"
+    knobs: Tuple[str, ...]  # /sys/kernel/mm/ksm files that must exist
+    numa_nodes: int  # nodes with memory
+    swap: Optional[str]  # swap kind that must be creatable
+    thp: bool
+    fault_injection: bool  # fail_make_request
+    memcg: bool
+    ksm_stat: bool  # /proc/PID/ksm_stat
+    vmstat: Tuple[str, ...]  # /proc/vmstat fields that must exist
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str  # with matrix values: "stale-stable-nodes[merge_across_nodes=0]"
+    description: str
+    file: str
+    line: int
+    params: Mapping[str, Any]  # this point of the matrix
+    requires: Requirements
+    knobs: Tuple[Tuple[str, str], ...]  # setup.knobs, written in order after run=2
+    swap: Optional[Mapping[str, Any]]  # setup.swap: kind, npages
+    cgroup: Optional[Mapping[str, Any]]  # setup.cgroup: limit (bytes)
+    workers: Tuple[WorkerGroup, ...]
+    steps: Tuple[Step, ...]
+    expect: Tuple[Expectation, ...]
+    timeout: float  # seconds for the whole scenario
+
+    def group(self, name):
+        return next((g for g in self.workers if g.name == name), None)
+
+
+class Ctx:
+    """Where we are in the file, for error messages."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def error(self, msg, node, key=None, field=None):
+        line = node.line_of(key) if key is not None and hasattr(node, "line_of") else getattr(node, "line", None)
+        return InputError(msg, file=self.file, line=line, field=field)
+
+
+def _keys(ctx, m, where, allowed, required=()):
+    if not isinstance(m, yamlload.Map):
+        raise InputError(f"must be a mapping, not {type(m).__name__}", file=ctx.file,
+                         line=getattr(m, "line", None), field=where)
+    for k in m:
+        if k not in allowed:
+            hint = ", ".join(sorted(allowed))
+            raise ctx.error(f"unknown key {k!r} (expected one of: {hint})", m, k, f"{where}.{k}")
+    for k in required:
+        if k not in m:
+            raise ctx.error(f"missing required key {k!r}", m, None, f"{where}.{k}")
+
+
+def _typed(ctx, m, key, where, types, default=None):
+    if key not in m:
+        return default
+    v = m[key]
+    if isinstance(v, bool) and bool not in types:
+        ok = False
+    else:
+        ok = isinstance(v, types)
+    if not ok:
+        names = "/".join(t.__name__ for t in types)
+        raise ctx.error(f"must be {names}, not {type(v).__name__} {v!r}", m, key, f"{where}.{key}")
+    return v
+
+
+def parse_size(ctx, m, key, where):
+    """'4M', '512K', '1G', 4096 (bytes) or '100 pages' -> pages."""
+    v = m[key]
+    field = f"{where}.{key}"
+    if isinstance(v, str) and v.endswith("pages") and v[:-5].strip().isdigit():
+        n = int(v[:-5])
+    elif isinstance(v, int) and not isinstance(v, bool):
+        n = v // PAGE if v % PAGE == 0 else -1
+    elif isinstance(v, str) and SIZE_RE.match(v.strip()):
+        num, unit, _ = SIZE_RE.match(v.strip()).groups()
+        nbytes = int(num) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit.lower()]
+        n = nbytes // PAGE if nbytes % PAGE == 0 else -1
+    else:
+        raise ctx.error(f"bad size {v!r} (use e.g. 4M, 512K, 1G or '100 pages')", m, key, field)
+    if n <= 0:
+        raise ctx.error(f"size {v!r} must be a positive multiple of the {PAGE}-byte page", m, key, field)
+    return n
+
+
+def parse_condition(ctx, m, key, where):
+    text = m[key]
+    match = COND_RE.match(str(text)) if isinstance(text, str) else None
+    if not match:
+        raise ctx.error(f"bad condition {text!r} (want e.g. 'pages_sharing >= 100', '+full_scans >= 2', "
+                        f"'a.r.ksm == 0')", m, key, f"{where}.{key}")
+    delta, name, op, value, pct = match.groups()
+    return Condition(text.strip(), bool(delta), name, op, int(value), bool(pct))
+
+
+def _check_metric(ctx, cond, groups, m, key, where):
+    """A dotted name must name a worker group (or all), a region and a metric."""
+    if "." not in cond.name:
+        if cond.percent:
+            raise ctx.error("a percentage needs a per-region metric (GROUP.REGION.ksm)", m, key, where)
+        return
+    parts = cond.name.split(".")
+    group = parts[0]
+    if group != "all" and group not in groups:
+        raise ctx.error(f"no worker group {group!r} (groups: {', '.join(groups) or 'none'})", m, key, where)
+    if len(parts) == 2:
+        if parts[1] not in GROUP_METRICS:
+            raise ctx.error(f"unknown metric {parts[1]!r} (expected one of: {', '.join(GROUP_METRICS)})",
+                            m, key, where)
+        return
+    if len(parts) != 3:
+        raise ctx.error(f"bad metric {cond.name!r}: use GROUP.REGION.metric or GROUP.metric", m, key, where)
+    region, metric = parts[1], parts[2]
+    regions = {r for g in groups.values() for r in g} if group == "all" else groups[group]
+    if region not in regions and region != "all":
+        raise ctx.error(f"no region {region!r} in worker group {group!r}", m, key, where)
+    if metric not in PROCESS_METRICS:
+        raise ctx.error(f"unknown metric {metric!r} (expected one of: {', '.join(PROCESS_METRICS)})",
+                        m, key, where)
+
+
+WORKER_SEL_RE = re.compile(r"^(all|[a-z][a-z0-9_-]*)(\[(\d+)?(:)?(\d+)?\])?$")
+PAGES_RE = re.compile(r"^(all|\d+-\d+|\d+|\d+%|last \d+%)$")
+
+
+class Parser:
+    def __init__(self, file, doc, params):
+        self.ctx = Ctx(file)
+        self.doc = doc
+        self.params = params
+        self.groups = {}  # group name -> set of region names
+        self.group_sizes = {}
+
+    def err(self, msg, node, key=None, field=None):
+        return self.ctx.error(msg, node, key, field)
+
+    def requirements(self, m):
+        where = "requires"
+        if m is None:
+            m = yamlload.Map()
+        _keys(self.ctx, m, where, {"kernel", "knobs", "numa_nodes", "swap", "thp", "fault_injection",
+                                   "memcg", "ksm_stat", "vmstat", "root"})
+        kernel = _typed(self.ctx, m, "kernel", where, (str, float, int))
+        if kernel is not None and not re.match(r"^\d+(\.\d+){0,2}$", str(kernel)):
+            raise self.err(f"bad kernel version {kernel!r} (want e.g. '3.9')", m, "kernel", f"{where}.kernel")
+        knobs = _typed(self.ctx, m, "knobs", where, (list,), [])
+        vmstat = _typed(self.ctx, m, "vmstat", where, (list,), [])
+        swap = _typed(self.ctx, m, "swap", where, (str,))
+        if swap is not None and swap not in SWAP_KINDS + ("any",):
+            raise self.err(f"swap must be one of file, zram, any; not {swap!r}", m, "swap", f"{where}.swap")
+        return Requirements(
+            kernel=str(kernel) if kernel is not None else None,
+            knobs=tuple(str(k) for k in knobs),
+            numa_nodes=_typed(self.ctx, m, "numa_nodes", where, (int,), 1),
+            swap=swap,
+            thp=_typed(self.ctx, m, "thp", where, (bool,), False),
+            fault_injection=_typed(self.ctx, m, "fault_injection", where, (bool,), False),
+            memcg=_typed(self.ctx, m, "memcg", where, (bool,), False),
+            ksm_stat=_typed(self.ctx, m, "ksm_stat", where, (bool,), False),
+            vmstat=tuple(str(v) for v in vmstat),
+        )
+
+    def pattern(self, m, key, where):
+        v = m[key]
+        if isinstance(v, str):
+            v = yamlload.Map(kind=v)
+            v.line = m.line_of(key)
+        _keys(self.ctx, v, where, {"kind", "seed", "groups"}, ("kind",))
+        kind = v["kind"]
+        if kind not in PATTERNS:
+            raise self.err(f"unknown pattern {kind!r} (expected one of: {', '.join(PATTERNS)})", v, "kind",
+                           f"{where}.kind")
+        groups = _typed(self.ctx, v, "groups", where, (int,), 1)
+        if groups < 1:
+            raise self.err("groups must be >= 1", v, "groups", f"{where}.groups")
+        return Pattern(kind, _typed(self.ctx, v, "seed", where, (int,), 1), groups)
+
+    def workers(self, seq):
+        if not isinstance(seq, yamlload.Seq) or not seq:
+            raise InputError("must be a non-empty list of worker groups", file=self.ctx.file,
+                             line=getattr(seq, "line", None), field="workers")
+        out = []
+        for i, m in enumerate(seq):
+            where = f"workers[{i}]"
+            _keys(self.ctx, m, where, {"name", "count", "regions", "prctl_merge"}, ("name", "regions"))
+            name = _typed(self.ctx, m, "name", where, (str,))
+            if not NAME_RE.match(name) or name == "all":
+                raise self.err(f"bad worker group name {name!r} (lower case, not 'all')", m, "name", f"{where}.name")
+            if name in self.groups:
+                raise self.err(f"worker group {name!r} defined twice", m, "name", f"{where}.name")
+            count = _typed(self.ctx, m, "count", where, (int,), 1)
+            if not 1 <= count <= 1000:
+                raise self.err("count must be 1..1000", m, "count", f"{where}.count")
+            regions = []
+            rseq = m["regions"]
+            if not isinstance(rseq, yamlload.Seq) or not rseq:
+                raise self.err("must be a non-empty list", m, "regions", f"{where}.regions")
+            for j, r in enumerate(rseq):
+                rw = f"{where}.regions[{j}]"
+                _keys(self.ctx, r, rw, {"name", "size", "pattern", "mergeable", "node", "thp"},
+                      ("name", "size"))
+                rname = _typed(self.ctx, r, "name", rw, (str,))
+                if not NAME_RE.match(rname) or rname == "all":
+                    raise self.err(f"bad region name {rname!r}", r, "name", f"{rw}.name")
+                if any(x.name == rname for x in regions):
+                    raise self.err(f"region {rname!r} defined twice", r, "name", f"{rw}.name")
+                pattern = self.pattern(r, "pattern", f"{rw}.pattern") if "pattern" in r else Pattern("same", 1, 1)
+                node = _typed(self.ctx, r, "node", rw, (int,))
+                regions.append(Region(rname, parse_size(self.ctx, r, "size", rw), pattern,
+                                      _typed(self.ctx, r, "mergeable", rw, (bool,), True), node,
+                                      _typed(self.ctx, r, "thp", rw, (bool,)), r.line))
+            self.groups[name] = {r.name for r in regions}
+            self.group_sizes[name] = count
+            out.append(WorkerGroup(name, count, tuple(regions),
+                                   _typed(self.ctx, m, "prctl_merge", where, (bool,), False), m.line))
+        return tuple(out)
+
+    def worker_selector(self, m, key, where):
+        v = m.get(key, "all")
+        items = v if isinstance(v, list) else [v]
+        for item in items:
+            match = WORKER_SEL_RE.match(str(item))
+            if not match or (match.group(1) != "all" and match.group(1) not in self.groups):
+                raise self.err(f"bad worker selector {item!r} (groups: {', '.join(self.groups)}; "
+                               f"use NAME, NAME[i], NAME[i:j] or all)", m, key, f"{where}.{key}")
+            if match.group(3) is not None and match.group(1) != "all" and not match.group(4):
+                if int(match.group(3)) >= self.group_sizes[match.group(1)]:
+                    raise self.err(f"{item!r}: group {match.group(1)!r} has only "
+                                   f"{self.group_sizes[match.group(1)]} workers", m, key, f"{where}.{key}")
+        return [str(i) for i in items]
+
+    def region_ref(self, m, where, workers, required=True):
+        if "region" not in m:
+            if required:
+                raise self.err("missing required key 'region'", m, None, f"{where}.region")
+            return None
+        name = _typed(self.ctx, m, "region", where, (str,))
+        for sel in workers:
+            group = WORKER_SEL_RE.match(sel).group(1)
+            groups = self.groups.values() if group == "all" else [self.groups[group]]
+            if name != "all" and any(name not in g for g in groups):
+                raise self.err(f"region {name!r} is not mapped by every worker of {sel!r}", m, "region",
+                               f"{where}.region")
+        return name
+
+    def wait_for(self, m, where):
+        if "wait_for" not in m:
+            return None
+        w = m["wait_for"]
+        _keys(self.ctx, w, f"{where}.wait_for", {"knob", "value", "timeout"}, ("knob", "value"))
+        return {"knob": _typed(self.ctx, w, "knob", where, (str,)), "value": str(w["value"]),
+                "timeout": _typed(self.ctx, w, "timeout", where, (int, float), 60)}
+
+    ACTIONS = {
+        # action: (allowed keys besides do/workers, required)
+        "write": ({"region", "pages", "pattern"}, ("region",)),
+        "advise": ({"region", "pages", "advice"}, ("region", "advice")),
+        "pageout": ({"region", "pages"}, ("region",)),
+        "touch": ({"region", "pages", "write", "threads", "pace_us", "wait_for"}, ("region",)),
+        "verify": ({"region"}, ()),
+        "fork": ({"count", "duration", "depth", "live", "live_cap", "interval_us", "wait_for", "until_done"}, ()),
+        "prctl_merge": ({"value"}, ("value",)),
+        "migrate": ({"region", "node"}, ("region", "node")),
+        "exit": (set(), ()),
+    }
+
+    def step(self, m, where, in_concurrent=False):
+        if not isinstance(m, yamlload.Map) or len(set(m) & {"knob", "wait", "do", "concurrent", "check",
+                                                             "repeat", "fault_injection", "cgroup"}) != 1:
+            raise InputError("a step is a mapping with exactly one of: knob, wait, do, concurrent, check, "
+                             "repeat, fault_injection, cgroup", file=self.ctx.file,
+                             line=getattr(m, "line", None), field=where)
+        if "knob" in m:
+            _keys(self.ctx, m, where, {"knob", "expect", "name"})
+            k = m["knob"]
+            if not isinstance(k, yamlload.Map) or not k:
+                raise self.err("knob: must map knob names to values", m, "knob", f"{where}.knob")
+            expect = m.get("expect", "ok")
+            if expect not in WRITE_RESULTS:
+                raise self.err(f"expect must be one of {', '.join(WRITE_RESULTS)}", m, "expect", f"{where}.expect")
+            writes = tuple((str(n), self.knob_value(k, n, f"{where}.knob")) for n in k)
+            return Step("knob", {"writes": writes, "expect": expect, "name": m.get("name")}, m.line)
+        if "wait" in m or "check" in m:
+            kind = "wait" if "wait" in m else "check"
+            body = m[kind]
+            if isinstance(body, str):
+                body = yamlload.Map(until=body)
+                body.line = m.line_of(kind)
+            _keys(self.ctx, body, f"{where}.{kind}", {"until", "timeout"}, ("until",))
+            cond = parse_condition(self.ctx, body, "until", f"{where}.{kind}")
+            _check_metric(self.ctx, cond, self.groups, body, "until", f"{where}.{kind}.until")
+            timeout = _typed(self.ctx, body, "timeout", f"{where}.{kind}", (int, float), 60)
+            return Step(kind, {"until": cond, "timeout": timeout}, m.line)
+        if "do" in m:
+            action = m["do"]
+            if action not in self.ACTIONS:
+                raise self.err(f"unknown action {action!r} (expected one of: {', '.join(self.ACTIONS)})",
+                               m, "do", f"{where}.do")
+            allowed, required = self.ACTIONS[action]
+            _keys(self.ctx, m, where, allowed | {"do", "workers", "name"}, required)
+            args = {"do": action, "workers": self.worker_selector(m, "workers", where), "name": m.get("name")}
+            args["region"] = self.region_ref(m, where, args["workers"], required="region" in required)
+            if "pages" in m:
+                if not PAGES_RE.match(str(m["pages"])):
+                    raise self.err(f"bad page range {m['pages']!r} (all, 10-19, 7, 50%, 'last 50%')", m,
+                                   "pages", f"{where}.pages")
+                args["pages"] = str(m["pages"])
+            if "pattern" in m:
+                args["pattern"] = self.pattern(m, "pattern", f"{where}.pattern")
+            if "advice" in m and m["advice"] not in ADVICE:
+                raise self.err(f"unknown advice {m['advice']!r} ({', '.join(ADVICE)})", m, "advice",
+                               f"{where}.advice")
+            for key, types in (("advice", (str,)), ("write", (bool,)), ("threads", (int,)),
+                               ("pace_us", (int, float)), ("count", (int,)), ("duration", (int, float)),
+                               ("depth", (int,)), ("live", (bool,)), ("live_cap", (int,)),
+                               ("interval_us", (int, float)), ("until_done", (bool,)), ("value", (bool, int)),
+                               ("node", (int,))):
+                if key in m:
+                    args[key] = _typed(self.ctx, m, key, where, types)
+            if args.get("until_done") and not in_concurrent:
+                raise self.err("until_done only makes sense inside a concurrent step", m, "until_done",
+                               f"{where}.until_done")
+            if action == "fork" and not any(k in m for k in ("count", "duration", "until_done")):
+                raise self.err("fork needs count, duration or until_done", m, "do", f"{where}.do")
+            args["wait_for"] = self.wait_for(m, where)
+            return Step("do", args, m.line)
+        if "fault_injection" in m:
+            _keys(self.ctx, m, where, {"fault_injection", "times"})
+            on = _typed(self.ctx, m, "fault_injection", where, (bool,))
+            return Step("fault_injection", {"on": on, "times": _typed(self.ctx, m, "times", where, (int,), -1)},
+                        m.line)
+        if "cgroup" in m:
+            _keys(self.ctx, m, where, {"cgroup", "expect"})
+            c = m["cgroup"]
+            _keys(self.ctx, c, f"{where}.cgroup", {"limit"}, ("limit",))
+            expect = m.get("expect", "ok")
+            if expect not in WRITE_RESULTS:
+                raise self.err(f"expect must be one of {', '.join(WRITE_RESULTS)}", m, "expect", f"{where}.expect")
+            return Step("cgroup", {"limit_pages": parse_size(self.ctx, c, "limit", f"{where}.cgroup"),
+                                   "expect": expect}, m.line)
+        if "concurrent" in m:
+            _keys(self.ctx, m, where, {"concurrent", "name", "repeat"})
+            seq = m["concurrent"]
+            if not isinstance(seq, yamlload.Seq) or len(seq) < 2:
+                raise self.err("concurrent: needs a list of at least two steps", m, "concurrent",
+                               f"{where}.concurrent")
+            children = tuple(self.step(s, f"{where}.concurrent[{i}]", True) for i, s in enumerate(seq))
+            for c in children:
+                if c.kind in ("concurrent", "repeat"):
+                    raise InputError("concurrent steps cannot nest", file=self.ctx.file, line=c.line, field=where)
+            if not any(c.kind == "do" for c in children) or not any(c.kind != "do" for c in children):
+                raise self.err("concurrent: needs worker actions (do) and harness steps (knob/wait/...) to "
+                               "race against each other", m, "concurrent", f"{where}.concurrent")
+            return Step("concurrent", {"name": m.get("name"), "repeat": _typed(self.ctx, m, "repeat", where,
+                                                                                (int,), 1)}, m.line, children)
+        _keys(self.ctx, m, where, {"repeat", "steps", "name"}, ("steps",))
+        times = _typed(self.ctx, m, "repeat", where, (int,))
+        if times < 1:
+            raise self.err("repeat must be >= 1", m, "repeat", f"{where}.repeat")
+        return Step("repeat", {"times": times, "name": m.get("name")}, m.line,
+                    self.steps(m["steps"], f"{where}.steps"))
+
+    def knob_value(self, m, name, where):
+        v = m[name]
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            raise self.err(f"knob values are integers or words, not {v!r}", m, name, f"{where}.{name}")
+        return str(v)
+
+    def steps(self, seq, where="steps"):
+        if seq is None:
+            return ()
+        if not isinstance(seq, yamlload.Seq):
+            raise InputError("must be a list of steps", file=self.ctx.file, line=getattr(seq, "line", None),
+                             field=where)
+        return tuple(self.step(s, f"{where}[{i}]") for i, s in enumerate(seq))
+
+    def expectations(self, seq):
+        out = []
+        if seq is None:
+            seq = yamlload.Seq()
+        if not isinstance(seq, yamlload.Seq):
+            raise InputError("must be a list", file=self.ctx.file, line=getattr(seq, "line", None), field="expect")
+        for i, m in enumerate(seq):
+            where = f"expect[{i}]"
+            if isinstance(m, str):
+                m = yamlload.Map(that=m)
+                m.line = seq.line_of(i)
+            _keys(self.ctx, m, where, {"that", "data", "crash", "knob_writes"})
+            if len(m) != 1:
+                raise self.err("an expectation has exactly one of: that, data, crash", m, None, where)
+            kind = next(iter(m))
+            if kind == "that":
+                cond = parse_condition(self.ctx, m, "that", where)
+                _check_metric(self.ctx, cond, self.groups, m, "that", f"{where}.that")
+                out.append(Expectation("that", {"cond": cond}, m.line, cond.text))
+            elif kind == "data":
+                if m["data"] not in ("intact", "sigbus-or-intact"):
+                    raise self.err("data: must be 'intact' or 'sigbus-or-intact'", m, "data", f"{where}.data")
+                out.append(Expectation("data", {"mode": m["data"]}, m.line, f"data {m['data']}"))
+            elif kind == "crash":
+                title = m["crash"]
+                if not isinstance(title, str):
+                    raise self.err("crash: wants a title regex, e.g. 'WARNING in remove_stable_node'", m,
+                                   "crash", f"{where}.crash")
+                try:
+                    re.compile(title)
+                except re.error as exc:
+                    raise self.err(f"bad regex: {exc}", m, "crash", f"{where}.crash") from None
+                out.append(Expectation("crash", {"title": title}, m.line, f"crash /{title}/"))
+            else:
+                raise self.err("knob_writes is not an expectation; use a knob step with expect:", m, kind, where)
+        if not any(e.kind == "data" for e in out):
+            # every scenario verifies every page at the end, unless it says how
+            out.append(Expectation("data", {"mode": "intact"}, seq.line, "data intact"))
+        return tuple(out)
+
+    def scenario(self):
+        doc = self.doc
+        _keys(self.ctx, doc, "scenario", {"name", "description", "requires", "matrix", "setup", "workers",
+                                          "steps", "expect", "timeout"}, ("name", "workers", "steps"))
+        name = _typed(self.ctx, doc, "name", "scenario", (str,))
+        if not NAME_RE.match(name):
+            raise self.err(f"bad scenario name {name!r} (lower case letters, digits, - and _)", doc, "name", "name")
+        requires = self.requirements(doc.get("requires"))
+        workers = self.workers(doc["workers"])
+        setup = doc.get("setup") or yamlload.Map()
+        _keys(self.ctx, setup, "setup", {"knobs", "swap", "cgroup"})
+        knobs = ()
+        if "knobs" in setup:
+            k = setup["knobs"]
+            _keys(self.ctx, k, "setup.knobs", set(k) if isinstance(k, yamlload.Map) else set())
+            knobs = tuple((str(n), self.knob_value(k, n, "setup.knobs")) for n in k)
+        swap = None
+        if "swap" in setup:
+            s = setup["swap"]
+            _keys(self.ctx, s, "setup.swap", {"kind", "size"}, ("kind", "size"))
+            if s["kind"] not in SWAP_KINDS:
+                raise self.err(f"swap kind must be file or zram, not {s['kind']!r}", s, "kind", "setup.swap.kind")
+            swap = {"kind": s["kind"], "npages": parse_size(self.ctx, s, "size", "setup.swap")}
+        cgroup = None
+        if "cgroup" in setup:
+            c = setup["cgroup"]
+            _keys(self.ctx, c, "setup.cgroup", {"limit"}, ("limit",))
+            cgroup = {"limit_pages": parse_size(self.ctx, c, "limit", "setup.cgroup")}
+        steps = self.steps(doc["steps"])
+        self.check_order(steps, swap, requires)
+        timeout = _typed(self.ctx, doc, "timeout", "scenario", (int, float), 300)
+        suffix = ",".join(f"{k}={v}" for k, v in self.params.items())
+        return Scenario(
+            name=f"{name}[{suffix}]" if suffix else name,
+            description=str(doc.get("description", "")).strip(),
+            file=self.ctx.file, line=doc.line_of("name"), params=dict(self.params), requires=requires,
+            knobs=knobs, swap=swap, cgroup=cgroup, workers=workers, steps=steps,
+            expect=self.expectations(doc.get("expect")), timeout=float(timeout),
+        )
+
+    def check_order(self, steps, swap, requires):
+        """Impossible orders: paging out with no swap, fault injection with no
+        swap device to inject into, acting on a worker after it exited."""
+        exited = set()
+        for step in _walk(steps):
+            if step.kind == "do":
+                act = step.args["do"]
+                if act in ("pageout",) and swap is None:
+                    raise InputError("pageout needs setup.swap (no swap device to page out to)",
+                                     file=self.ctx.file, line=step.line, field="steps")
+                if step.args["workers"] and set(step.args["workers"]) & exited and act != "exit":
+                    raise InputError(f"{act} acts on workers that exited in an earlier step",
+                                     file=self.ctx.file, line=step.line, field="steps")
+                if act == "exit":
+                    exited.update(step.args["workers"])
+            if step.kind == "fault_injection" and swap is None:
+                raise InputError("fault_injection needs setup.swap (it fails reads of the swap device)",
+                                 file=self.ctx.file, line=step.line, field="steps")
+            if step.kind == "fault_injection" and not requires.fault_injection:
+                raise InputError("fault_injection steps need requires.fault_injection: true (so that kernels "
+                                 "without CONFIG_FAIL_MAKE_REQUEST skip)", file=self.ctx.file, line=step.line,
+                                 field="steps")
+
+
+def _walk(steps):
+    for s in steps:
+        yield s
+        yield from _walk(s.children)
+
+
+def substitute(value, params, file):
+    """${name} in any string: a whole-string reference keeps the value's type."""
+    if isinstance(value, yamlload.Map):
+        out = yamlload.Map((k, substitute(v, params, file)) for k, v in value.items())
+        out.line, out.key_lines = value.line, value.key_lines
+        return out
+    if isinstance(value, yamlload.Seq):
+        out = yamlload.Seq(substitute(v, params, file) for v in value)
+        out.line, out.item_lines = value.line, value.item_lines
+        return out
+    if isinstance(value, str) and "${" in value:
+        whole = re.fullmatch(r"\$\{(\w+)\}", value)
+        for ref in re.findall(r"\$\{(\w+)\}", value):
+            if ref not in params:
+                raise InputError(f"${{{ref}}} is not a matrix parameter", file=file, field="matrix")
+        if whole:
+            return params[whole.group(1)]
+        return re.sub(r"\$\{(\w+)\}", lambda mo: str(params[mo.group(1)]), value)
+    return value
+
+
+def load_file(path):
+    """All scenarios of one file: one per point of its matrix."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=file) from None
+    doc = yamlload.load(text, file)
+    if not isinstance(doc, yamlload.Map):
+        raise InputError("a scenario file is a YAML mapping", file=file, line=1)
+    matrix = doc.get("matrix") or yamlload.Map()
+    if not isinstance(matrix, yamlload.Map):
+        raise InputError("matrix: must map parameter names to lists of values", file=file,
+                         line=doc.line_of("matrix"), field="matrix")
+    for k, v in matrix.items():
+        if not isinstance(v, list) or not v:
+            raise InputError("must be a non-empty list of values", file=file, line=matrix.line_of(k),
+                             field=f"matrix.{k}")
+    names = list(matrix)
+    out = []
+    for values in itertools.product(*(matrix[n] for n in names)) if names else [()]:
+        params = dict(zip(names, values))
+        body = substitute(yamlload.Map((k, v) for k, v in doc.items() if k != "matrix"), params, file)
+        body.line, body.key_lines = doc.line, doc.key_lines
+        out.append(Parser(file, body, params).scenario())
+    return out
+
+
+def find_files(paths):
+    """Scenario files under the given files/directories, sorted; InputError if none."""
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(p.rglob("*.yaml")))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError("no such file or directory", file=str(p))
+    return files
+
+
+def load_all(paths, keyword=None):
+    """Every scenario under paths (validated), filtered by -k substring."""
+    scenarios = [s for f in find_files(paths) for s in load_file(f)]
+    if keyword:
+        scenarios = [s for s in scenarios if keyword in s.name]
+    return scenarios

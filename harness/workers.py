@@ -1,0 +1,173 @@
+"""The harness's side of the worker processes (see zygote.py for theirs).
+
+    with WorkerPool() as pool:
+        w = pool.spawn("a[0]")
+        w.call("map", region="r", npages=256, pattern={"kind": "same"}, worker=0, mergeable=True)
+
+Commands are JSON lines.  call() waits for the answer; send()/receive() let
+several workers act at once (a fork storm while run=2 is written).  A worker
+that dies is reported with how it died (a SIGBUS is a result, not a crash of
+the harness).  close() kills every worker and all their descendants with
+SIGKILL and reaps them.
+"""
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+
+from .errors import WorkerError
+
+
+class Lines:
+    """JSON lines over a stream socket; keeps what arrived past one line."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def send(self, msg):
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+
+    def read(self, deadline, what):
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                raise WorkerError(f"{what}: no answer in time")
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError(what)
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return json.loads(line)
+
+
+class Worker:
+    """One worker process: a pid, a command socket, and the regions it maps."""
+
+    def __init__(self, pool, name, pid, sock):
+        self.pool = pool
+        self.name = name
+        self.pid = pid
+        self.lines = Lines(sock)
+        self.regions = {}  # region name -> {"addr", "npages", "keys_addr"}
+        self.exit = None  # {"signal": N} or {"exit": N} once it died
+
+    def send(self, op, **args):
+        try:
+            self.lines.send({"op": op, **args})
+        except OSError as exc:
+            raise self._died(op) from exc
+
+    def receive(self, op, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        try:
+            reply = self.lines.read(deadline, f"worker {self.name} ({op})")
+        except (EOFError, ConnectionError):
+            raise self._died(op) from None
+        if not reply.pop("ok"):
+            raise WorkerError(f"worker {self.name}: {reply['error']}")
+        return reply
+
+    def call(self, op, timeout=60.0, **args):
+        self.send(op, **args)
+        return self.receive(op, timeout)
+
+    def _died(self, op):
+        self.exit = self.pool.wait_exit(self.pid)
+        how = f"killed by {signal.Signals(self.exit['signal']).name}" if "signal" in self.exit \
+            else f"exited with {self.exit.get('exit')}"
+        return WorkerDied(f"worker {self.name} (pid {self.pid}) {how} during {op}", self.exit)
+
+    def descendants(self):
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+
+class WorkerDied(WorkerError):
+    def __init__(self, message, exit):
+        super().__init__(message)
+        self.exit = exit
+
+
+class WorkerPool:
+    """Starts the zygote; spawns, kills and reaps workers."""
+
+    def __init__(self):
+        ours, theirs = socket.socketpair()
+        self._sock = ours
+        self._lines = Lines(ours)
+        self.workers = []
+        self._exited = {}
+        self.zygote = subprocess.Popen(
+            [sys.executable, "-m", "harness.zygote", str(theirs.fileno()), str(os.getpid())],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+
+    def spawn(self, name, timeout=10.0):
+        self._sock.sendall(b'{"op": "spawn"}\n')
+        deadline = time.monotonic() + timeout
+        if not select.select([self._sock], [], [], timeout)[0]:
+            raise WorkerError("the worker zygote did not answer a spawn request")
+        data, fds, _, _ = socket.recv_fds(self._sock, 4096, 1)
+        if not fds:
+            raise WorkerError(f"the worker zygote failed to spawn a worker: {data!r}")
+        pid = json.loads(data)["pid"]
+        w = Worker(self, name, pid, socket.socket(fileno=fds[0]))
+        self.workers.append(w)
+        w.call("ping", timeout=max(deadline - time.monotonic(), 0.1))
+        return w
+
+    def wait_exit(self, pid, timeout=10.0):
+        """How a worker ended (it must be dead or dying); reaps it."""
+        deadline = time.monotonic() + timeout
+        while pid not in self._exited:
+            self._lines.send({"op": "reap", "pids": [pid]})
+            reply = self._lines.read(deadline, "zygote reap")
+            self._exited.update({int(k): v for k, v in reply["exited"].items()})
+            if pid not in self._exited:
+                if time.monotonic() >= deadline:
+                    raise WorkerError(f"worker {pid} did not exit")
+                time.sleep(0.005)
+        return self._exited[pid]
+
+    def close(self):
+        """SIGKILL every worker and its descendants, reap them, stop the zygote."""
+        procs = []
+        for w in self.workers:
+            procs.extend(w.descendants())
+            try:
+                procs.append(psutil.Process(w.pid))
+            except psutil.NoSuchProcess:
+                pass
+        for p in procs:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=10)  # zombies count as gone here
+        try:
+            for w in self.workers:
+                if w.pid not in self._exited:
+                    self.wait_exit(w.pid)
+        finally:
+            self._sock.close()  # the zygote's loop ends at EOF
+            try:
+                self.zygote.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.zygote.kill()
+                self.zygote.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,242 @@
+"""The processes that own the memory under test: a zygote and its workers.
+
+The harness starts one zygote (`python -m harness.zygote`), a small prepared
+parent that imports only what workers need.  Each worker is forked from it, so
+a worker costs little private memory and a few hundred fit beside their test
+memory.  Workers obey JSON-line commands on a socket; the heavy loops are C
+(harness/mem.c).  Every process here dies with its parent (PR_SET_PDEATHSIG),
+and the zygote adopts orphaned descendants (PR_SET_CHILD_SUBREAPER) so that
+nothing outlives a run unreaped.
+"""
+import json
+import os
+import socket
+import sys
+
+from ._mem import ffi, lib
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+THP_SIZE = 2 << 20
+PATTERNS = {"zero": lib.KSMH_PAT_ZERO, "same": lib.KSMH_PAT_SAME,
+            "groups": lib.KSMH_PAT_GROUPS, "unique": lib.KSMH_PAT_UNIQUE}
+ADVICE = {"mergeable": lib.KSMH_MADV_MERGEABLE, "unmergeable": lib.KSMH_MADV_UNMERGEABLE,
+          "pageout": lib.KSMH_MADV_PAGEOUT, "cold": lib.KSMH_MADV_COLD,
+          "dontneed": lib.KSMH_MADV_DONTNEED, "hugepage": lib.KSMH_MADV_HUGEPAGE,
+          "nohugepage": lib.KSMH_MADV_NOHUGEPAGE}
+
+
+class CommandError(Exception):
+    pass
+
+
+def check(rc, what):
+    if rc < 0:
+        raise CommandError(f"{what}: {os.strerror(ffi.errno)}")
+    return rc
+
+
+class Region:
+    """A private anonymous mapping and the key of each of its pages."""
+
+    def __init__(self, npages, thp):
+        length = npages * PAGE_SIZE
+        extra = THP_SIZE if thp else 0
+        raw = lib.ksmh_map(length + extra)
+        if raw == ffi.NULL:
+            raise CommandError(f"mmap of {length} bytes: {os.strerror(ffi.errno)}")
+        start = int(ffi.cast("uintptr_t", raw))
+        if thp:  # a huge page needs a 2 MiB aligned start
+            start = (start + THP_SIZE - 1) & ~(THP_SIZE - 1)
+        self.base = ffi.cast("char *", start)
+        self.npages = npages
+        self.keys = ffi.new("uint64_t[]", npages)
+
+    def span(self, start, count):
+        count = self.npages - start if count is None else count
+        if start < 0 or count < 0 or start + count > self.npages:
+            raise CommandError(f"pages {start}+{count} outside a region of {self.npages}")
+        return self.base + start * PAGE_SIZE, count
+
+    def set_keys(self, pattern, worker, start=0, count=None, generation=0):
+        _, count = self.span(start, count)
+        lib.ksmh_pattern_keys(PATTERNS[pattern["kind"]], pattern.get("seed", 1),
+                              pattern.get("groups", 1), worker, generation, start, count,
+                              self.keys + start)
+
+    def describe(self):
+        return {"addr": int(ffi.cast("uintptr_t", self.base)), "npages": self.npages,
+                "keys_addr": int(ffi.cast("uintptr_t", self.keys))}
+
+
+def verify_buffer(base, keys, npages):
+    """Check npages at base against keys; a dict of what was found."""
+    res = ffi.new("struct ksmh_verify_result *")
+    lib.ksmh_verify(base, npages, keys, res)
+    return {"pages": npages, "bad": res.bad, "sigbus": res.sigbus,
+            "first": [{"page": res.page[i], "found": res.found[i], "sigbus": bool(res.was_sigbus[i])}
+                      for i in range(res.nreport)]}
+
+
+def wait_file(args):
+    """Block until args["wait_file"] reads args["wait_value"] (the start of a race window)."""
+    if not args.get("wait_file"):
+        return
+    rc = lib.ksmh_wait_file(args["wait_file"].encode(), str(args["wait_value"]).encode(),
+                            int(args.get("wait_poll_us", 20) * 1000),
+                            int(args.get("wait_timeout", 30) * 1e9))
+    check(rc, f"waiting for {args['wait_file']} to read {args['wait_value']}")
+
+
+class Worker:
+    """The command loop of one worker process."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.regions = {}
+
+    def region(self, name):
+        if name not in self.regions:
+            raise CommandError(f"no region {name!r}")
+        return self.regions[name]
+
+    def op_ping(self, args):
+        return {"pid": os.getpid()}
+
+    def op_map(self, args):
+        """map + place + fill + advise one region, in that order: mbind before
+        the first touch decides the node; MADV_HUGEPAGE before the fill lets the
+        fault allocate huge pages; MADV_MERGEABLE last registers the VMA with
+        ksmd (mm/ksm.c: ksm_madvise() -> __ksm_enter())."""
+        r = Region(args["npages"], args.get("thp", False))
+        length = r.npages * PAGE_SIZE
+        if args.get("node") is not None:
+            check(lib.ksmh_mbind(r.base, length, args["node"]), f"mbind to node {args['node']}")
+        if args.get("thp") is not None:
+            advice = "hugepage" if args["thp"] else "nohugepage"
+            check(lib.ksmh_madvise(r.base, length, ADVICE[advice]), f"madvise {advice}")
+        r.set_keys(args["pattern"], args["worker"])
+        lib.ksmh_fill(r.base, r.npages, r.keys)
+        if args.get("mergeable"):
+            check(lib.ksmh_madvise(r.base, length, ADVICE["mergeable"]), "madvise MERGEABLE")
+        self.regions[args["region"]] = r
+        return r.describe()
+
+    def op_advise(self, args):
+        r = self.region(args["region"])
+        base, count = r.span(args.get("start", 0), args.get("count"))
+        check(lib.ksmh_madvise(base, count * PAGE_SIZE, ADVICE[args["advice"]]),
+              f"madvise {args['advice']}")
+        return {}
+
+    def op_mbind(self, args):
+        r = self.region(args["region"])
+        check(lib.ksmh_mbind(r.base, r.npages * PAGE_SIZE, args["node"]), f"mbind {args['node']}")
+        return {}
+
+    def op_prctl_merge(self, args):
+        if "value" in args:
+            check(lib.ksmh_prctl_memory_merge(1, int(args["value"])), "PR_SET_MEMORY_MERGE")
+        return {"value": check(lib.ksmh_prctl_memory_merge(0, 0), "PR_GET_MEMORY_MERGE")}
+
+    def op_write(self, args):
+        """Write new content over pages (breaks COW: a KSM page is copied by
+        do_wp_page()).  The new keys follow the given pattern and generation."""
+        r = self.region(args["region"])
+        start = args.get("start", 0)
+        base, count = r.span(start, args.get("count"))
+        r.set_keys(args["pattern"], args["worker"], start, count, args.get("generation", 1))
+        lib.ksmh_fill(base, count, r.keys + start)
+        return {"pages": count}
+
+    def op_touch(self, args):
+        """Fault pages back (from swap) by reading or writing word 0 of each."""
+        r = self.region(args["region"])
+        start = args.get("start", 0)
+        base, count = r.span(start, args.get("count"))
+        done = ffi.new("uint64_t[]", count)
+        wait_file(args)
+        sigbus = lib.ksmh_touch(base, count, r.keys + start, bool(args.get("write")),
+                                args.get("threads", 1), int(args.get("pace_us", 0) * 1000), done)
+        return {"pages": count, "sigbus": sigbus, "times_ns": list(done)}
+
+    def op_verify(self, args):
+        r = self.region(args["region"])
+        return verify_buffer(r.base, r.keys, r.npages)
+
+    def op_fork(self, args):
+        """Fork children (a storm for `duration` seconds, or `count` forks) that
+        live on paused (up to live_cap) or exit at once."""
+        res = ffi.new("struct ksmh_storm_result *")
+        ntimes = args.get("record", 100000)
+        times = ffi.new("uint64_t[]", ntimes)
+        wait_file(args)
+        lib.ksmh_fork_storm(int(args.get("duration", 3600) * 1e9), args.get("count", 1 << 62),
+                            args.get("depth", 1), args.get("live_cap", 0),
+                            self.sock.fileno() if args.get("until_told") else -1,
+                            int(args.get("interval_us", 0) * 1000), times, ntimes, res)
+        return {"forks": res.forks, "live": res.live, "failed": res.failed,
+                "error": os.strerror(res.err) if res.err else "",
+                "times_ns": list(times[0:min(res.forks, ntimes)])}
+
+    def op_stop(self, args):
+        return {}
+
+    def serve(self):
+        rfile = self.sock.makefile("rb")
+        for line in rfile:
+            msg = json.loads(line)
+            op = msg.pop("op")
+            if op == "exit":
+                os._exit(0)
+            try:
+                reply = {"ok": True, **getattr(self, "op_" + op)(msg)}
+            except (CommandError, KeyError, AttributeError) as exc:
+                reply = {"ok": False, "error": f"{op}: {exc}"}
+            self.sock.sendall(json.dumps(reply).encode() + b"\n")
+        os._exit(0)
+
+
+def zygote(sock, harness_pid):
+    """Fork workers on request; reap them (and adopted orphans) on request."""
+    if lib.ksmh_die_with_parent(harness_pid) < 0:
+        os._exit(1)
+    lib.ksmh_set_subreaper()
+    statuses = {}
+    rfile = sock.makefile("rb")
+    for line in rfile:
+        msg = json.loads(line)
+        if msg["op"] == "spawn":
+            ours, theirs = socket.socketpair()
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                ours.close()
+                if lib.ksmh_die_with_parent(os.getppid()) < 0:
+                    os._exit(1)
+                Worker(theirs).serve()
+            theirs.close()
+            socket.send_fds(sock, [json.dumps({"pid": pid}).encode() + b"\n"], [ours.fileno()])
+            ours.close()
+        elif msg["op"] == "reap":
+            # collect every exited child (workers and adopted orphans) so none stays a zombie
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                statuses[pid] = status
+            wanted = {str(p): describe_status(statuses.pop(p)) for p in msg.get("pids", []) if p in statuses}
+            sock.sendall(json.dumps({"ok": True, "exited": wanted}).encode() + b"\n")
+    os._exit(0)
+
+
+def describe_status(status):
+    if os.WIFSIGNALED(status):
+        return {"signal": os.WTERMSIG(status)}
+    return {"exit": os.WEXITSTATUS(status)}
+
+
+if __name__ == "__main__":
+    zygote(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]))
