@@ -22,6 +22,7 @@ import time
 import psutil
 
 from .errors import WorkerError
+from .wait import wait_until
 
 
 class Lines:
@@ -139,6 +140,11 @@ class WorkerPool:
                 time.sleep(0.005)
         return self._exited[pid]
 
+    def _reap_alive(self, procs):
+        self._lines.send({"op": "reap", "pids": []})
+        self._lines.read(time.monotonic() + 10, "zygote reap")
+        return [p for p in procs if psutil.pid_exists(p.pid) and p.status() != psutil.STATUS_ZOMBIE]
+
     def close(self):
         """SIGKILL every worker and its descendants, reap them, stop the zygote."""
         procs = []
@@ -153,11 +159,14 @@ class WorkerPool:
                 p.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(procs, timeout=10)  # zombies count as gone here
         try:
+            # killed workers are the zygote's children and their orphaned
+            # descendants are adopted by it (PR_SET_CHILD_SUBREAPER): each
+            # reap request collects every one that has exited
             for w in self.workers:
                 if w.pid not in self._exited:
                     self.wait_exit(w.pid)
+            wait_until(lambda: not self._reap_alive(procs), 10, "workers' descendants exit")
         finally:
             self._sock.close()  # the zygote's loop ends at EOF
             try:

@@ -1,0 +1,263 @@
+"""Memory cgroups for a run: made under a "ksm-harness" parent, removed after.
+
+cgroup v1 (the memory controller mounted on its own hierarchy, e.g.
+/sys/fs/cgroup/memory) is fully supported.  cgroup v2 is used when the
+unified hierarchy has the memory controller; its limit is memory.max.
+
+The two differ where KSM matters: lowering a v1 limit below what cannot be
+reclaimed fails with EBUSY (mem_cgroup_resize_max(); measured on 6.18 with
+merged KSM pages in the group), while v2's memory_max_write() never fails:
+it reclaims and then OOM-kills in the group.
+
+Like swap.py, every cgroup has a journal form (`to_journal`), handed to a
+`journal` callback before the group is made, so that the next start can
+`remove_stale()` a group left by a run killed with SIGKILL.
+"""
+from __future__ import annotations
+
+import enum
+import errno
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+from . import kernel
+from .errors import InputError, KernelError, Skip
+from .wait import wait_until
+
+log = logging.getLogger("ksm-harness")
+
+PARENT = "ksm-harness"  # every group the harness makes lives in a directory of this name
+JOURNAL_RESOURCE = "memcg"  # the "resource" key of a journal entry
+EMPTY_TIMEOUT = 10.0  # seconds to move every task out (a forking worker adds tasks meanwhile)
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Where the memory controller is mounted."""
+
+    version: int  # 1 (memory on its own v1 hierarchy) or 2 (unified)
+    mount: str  # its mount point: "/sys/fs/cgroup/memory", "/sys/fs/cgroup"
+    root: str  # the cgroup seen at the mount point ("/" unless a container bind-mounts a subtree)
+
+
+def find_hierarchy(proc: str = "/proc") -> Optional[Hierarchy]:
+    """The memory controller's hierarchy; v1 first (when memory is bound to
+    v1, the unified hierarchy cannot have it), None if neither is mounted."""
+    mounts = kernel.mounts(proc)
+    for m in mounts:
+        if m.fstype == "cgroup" and "memory" in m.options:
+            return Hierarchy(1, m.mountpoint, m.root)
+    for m in mounts:
+        if m.fstype == "cgroup2" and "memory" in _read_words(os.path.join(m.mountpoint, "cgroup.controllers")):
+            return Hierarchy(2, m.mountpoint, m.root)
+    return None
+
+
+def available(proc: str = "/proc") -> Optional[str]:
+    """None if a memory cgroup can be made here, else the reason to skip."""
+    if os.geteuid() != 0:
+        return "memory cgroups need root"
+    h = find_hierarchy(proc)
+    if h is None:
+        return "no memory cgroup controller mounted (CONFIG_MEMCG; cgroup or cgroup2 with memory)"
+    if h.version == 2 and "memory" not in _read_words(os.path.join(h.mount, "cgroup.subtree_control")):
+        return f"cgroup v2 at {h.mount} does not delegate memory: write +memory to its cgroup.subtree_control"
+    return None
+
+
+def parse_stat(text: str) -> Dict[str, int]:
+    """Parse memory.stat: `name value` lines (memcg_stat_show(), memory_stat_format())."""
+    out = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == 2:
+            out[f[0]] = int(f[1])
+    return out
+
+
+def parse_proc_cgroup(text: str, version: int) -> Optional[str]:
+    """This process's path in the memory hierarchy, from /proc/self/cgroup
+    lines `id:controllers:path` (v2's line is `0::path`)."""
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if (version == 1 and "memory" in parts[1].split(",")) or (version == 2 and parts[0] == "0"):
+            return parts[2]
+    return None
+
+
+class LimitResult(enum.Enum):
+    """What writing a limit gave."""
+
+    OK = "ok"
+    EBUSY = "ebusy"  # v1: usage could not be reclaimed below the new limit (mem_cgroup_resize_max())
+    EINVAL = "einval"  # v1: above memory.memsw.limit_in_bytes (which must stay >= it), or not a number it parses
+
+
+@dataclass(frozen=True)
+class MemCgroup:
+    """One memory cgroup the harness made (MemCgroup.create)."""
+
+    path: str  # the cgroup's directory: <mount>/ksm-harness/<name>
+    version: int  # 1 or 2
+    home: str  # directory of the cgroup remove() moves tasks back to: where the harness ran
+
+    @classmethod
+    def create(
+        cls, name: str, proc: str = "/proc", hierarchy: Optional[Hierarchy] = None,
+        journal: Optional[Callable[["MemCgroup"], None]] = None,
+    ) -> "MemCgroup":
+        """Make `<hierarchy>/ksm-harness/<name>`; raises Skip if memcg is not
+        usable.  `journal`, if given, gets the group before it is made."""
+        if not name or "/" in name or name in (".", ".."):
+            raise InputError(f"cgroup name {name!r} must be one path component", field="cgroup")
+        if hierarchy is None:
+            reason = available(proc)
+            if reason:
+                raise Skip(reason)
+            hierarchy = find_hierarchy(proc)
+        parent = os.path.join(hierarchy.mount, PARENT)
+        try:
+            os.mkdir(parent)
+        except FileExistsError:
+            pass
+        if hierarchy.version == 2:
+            # Children of ksm-harness get a memory controller only if it is
+            # enabled in the parent's subtree_control (cgroup_subtree_control_write()).
+            _write(os.path.join(parent, "cgroup.subtree_control"), "+memory")
+        cg = cls(os.path.join(parent, name), hierarchy.version, _home(hierarchy, proc))
+        if journal:
+            journal(cg)
+        try:
+            os.mkdir(cg.path)
+        except FileExistsError:
+            raise KernelError(
+                f"cgroup {cg.path} already exists: a killed run left it, or another run uses it; "
+                f"rmdir it once it has no tasks"
+            ) from None
+        return cg
+
+    def add(self, pid: int):
+        """Move process `pid` (all its threads) into this cgroup.  Memory it
+        already has stays charged where it was: add workers before they fill."""
+        try:
+            _write(os.path.join(self.path, "cgroup.procs"), str(pid))
+        except ProcessLookupError:
+            raise KernelError(f"cannot add pid {pid} to {self.path}: no such process") from None
+
+    def set_limit(self, limit_bytes: Optional[int]) -> LimitResult:
+        """Set the memory limit (v1 memory.limit_in_bytes, v2 memory.max);
+        None lifts it.  v2 never answers EBUSY: it OOM-kills in the group."""
+        name = "memory.limit_in_bytes" if self.version == 1 else "memory.max"
+        if limit_bytes is None:
+            value = "-1" if self.version == 1 else "max"
+        else:
+            value = str(limit_bytes)
+        try:
+            _write(os.path.join(self.path, name), value)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                return LimitResult.EBUSY
+            if exc.errno == errno.EINVAL:
+                return LimitResult.EINVAL
+            raise KernelError(f"writing {value} to {self.path}/{name}: {exc}") from exc
+        return LimitResult.OK
+
+    def usage(self) -> int:
+        """Bytes charged now (v1 memory.usage_in_bytes, v2 memory.current)."""
+        name = "memory.usage_in_bytes" if self.version == 1 else "memory.current"
+        with open(os.path.join(self.path, name)) as f:
+            return int(f.read())
+
+    def stat(self) -> Dict[str, int]:
+        """memory.stat as a dict: "rss", "swap", "anon", ... (names differ between v1 and v2)."""
+        with open(os.path.join(self.path, "memory.stat")) as f:
+            return parse_stat(f.read())
+
+    def pids(self) -> List[int]:
+        """The processes in this cgroup; [] if it is gone."""
+        try:
+            with open(os.path.join(self.path, "cgroup.procs")) as f:
+                return [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def remove(self) -> bool:
+        """Move every task back home, rmdir the group, and the ksm-harness
+        parent too if nothing else is in it.  Tolerates a group already gone;
+        returns True if this call removed it."""
+        if os.path.basename(os.path.dirname(self.path)) != PARENT:
+            raise InputError(f"refusing to remove {self.path}: not under a {PARENT} directory", field="cgroup")
+        removed = False
+        if os.path.isdir(self.path):
+            home = self.home if os.path.isdir(self.home) else _mount_of(self.path)
+
+            def emptied():
+                for pid in self.pids():
+                    try:
+                        _write(os.path.join(home, "cgroup.procs"), str(pid))
+                    except ProcessLookupError:
+                        pass  # exited meanwhile
+                return not self.pids()
+
+            wait_until(emptied, EMPTY_TIMEOUT, f"moving the tasks of {self.path} to {home}")
+            try:
+                os.rmdir(self.path)
+                removed = True
+                log.info("removed cgroup %s", self.path)
+            except FileNotFoundError:
+                pass
+        try:  # the parent goes with its last group; another run's group keeps it
+            os.rmdir(os.path.dirname(self.path))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EBUSY, errno.ENOENT):
+                raise
+        return removed
+
+
+def to_journal(cg: MemCgroup) -> dict:
+    """A plain dict (JSON-ready) describing `cg`, for the crash journal."""
+    return {"resource": JOURNAL_RESOURCE, "path": cg.path, "version": cg.version, "home": cg.home}
+
+
+def from_journal(d: dict) -> MemCgroup:
+    """Rebuild the MemCgroup that `to_journal` described."""
+    if d.get("resource") != JOURNAL_RESOURCE or not {"path", "version", "home"} <= d.keys():
+        raise InputError(f"not a memcg journal entry: {d!r}", field="resource")
+    return MemCgroup(d["path"], int(d["version"]), d["home"])
+
+
+def remove_stale(cg: MemCgroup) -> bool:
+    """Remove a group a killed run left (MemCgroup.remove() tolerates any state)."""
+    return cg.remove()
+
+
+def _home(h: Hierarchy, proc: str) -> str:
+    """Directory of the cgroup this process is in, within hierarchy `h`."""
+    with open(os.path.join(proc, "self/cgroup")) as f:
+        path = parse_proc_cgroup(f.read(), h.version)
+    if path is None:
+        return h.mount
+    rel = os.path.relpath(path, h.root)
+    return h.mount if rel == "." or rel.startswith("..") else os.path.join(h.mount, rel)
+
+
+def _mount_of(path: str) -> str:
+    """The hierarchy root above a ksm-harness group: <mount>/ksm-harness/<name>."""
+    return os.path.dirname(os.path.dirname(path))
+
+
+def _read_words(path: str) -> List[str]:
+    try:
+        with open(path) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def _write(path: str, value: str):
+    with open(path, "w") as f:
+        f.write(value)
