@@ -146,28 +146,14 @@ class ScenarioRun:
             knobs.wait_unshared(10)
         self.write_knobs(sc.knobs, "ok", setup=True)
         if sc.swap:
-            entries = []
-
-            def journal_swap(dev):  # called before each step that changes kernel state
-                entries.append(swap.to_journal(dev))
-                ctx.journal.add("swap", entries[-1])
-
-            self.swap_dev = ctx.swap.create(sc.swap["kind"], sc.swap["npages"] * PAGE_SIZE, journal=journal_swap)
-            for entry in entries:
-                defer(ctx.journal.remove, "swap", entry)
+            self.swap_dev = ctx.swap.create(sc.swap["kind"], sc.swap["npages"] * PAGE_SIZE,
+                                            journal=self.journaled("swap", swap.to_journal, defer))
             defer(ctx.swap.remove, self.swap_dev)
         pool = WorkerPool()
         defer(pool.close)
         if sc.cgroup:
-            entries = []
-
-            def journal_cgroup(cg):
-                entries.append(cgroup.to_journal(cg))
-                ctx.journal.add("cgroups", entries[-1])
-
-            self.cgroup = MemCgroup.create(f"run-{os.getpid()}", proc=str(ctx.roots.proc), journal=journal_cgroup)
-            for entry in entries:
-                defer(ctx.journal.remove, "cgroups", entry)
+            self.cgroup = MemCgroup.create(f"run-{os.getpid()}", proc=str(ctx.roots.proc),
+                                           journal=self.journaled("cgroups", cgroup.to_journal, defer))
             defer(self.cgroup.remove)
         for g in sc.workers:
             ws = []
@@ -192,6 +178,22 @@ class ScenarioRun:
                         "map", timeout=self.left(), region=r.name, npages=r.npages, thp=r.thp, node=r.node,
                         mergeable=r.mergeable, worker=w.index,
                         pattern={"kind": r.pattern.kind, "seed": r.pattern.seed, "groups": r.pattern.groups})
+
+    def journaled(self, kind, to_journal, defer):
+        """A callback for swap/cgroup/faultinject: each call (made before the
+        module changes kernel state) replaces the journal entry with the newer
+        description; the entry is dropped when the resource is undone."""
+        entry = []
+
+        def record(obj):
+            if entry:
+                self.ctx.journal.remove(kind, entry.pop())
+            else:
+                defer(lambda: entry and self.ctx.journal.remove(kind, entry.pop()))
+            entry.append(to_journal(obj))
+            self.ctx.journal.add(kind, entry[0])
+
+        return record
 
     def cgroup_limit(self, npages, expect):
         result = self.cgroup.set_limit(npages * PAGE_SIZE)
@@ -333,16 +335,9 @@ class ScenarioRun:
 
     def fault_injection(self, a):
         if a["on"]:
-            entries = []
-
-            def journal_armed(armed):
-                entries.append(faultinject.to_journal(armed))
-                self.ctx.journal.add("faultinject", entries[-1])
-
-            self.injector = self.ctx.faults.arm(self.ctx.swap.block_device_name(self.swap_dev), times=a["times"],
-                                                journal=journal_armed)
-            for entry in entries:
-                self.ctx.cleanup(self.ctx.journal.remove, "faultinject", entry)
+            self.injector = self.ctx.faults.arm(
+                self.ctx.swap.block_device_name(self.swap_dev), times=a["times"],
+                journal=self.journaled("faultinject", faultinject.to_journal, self.ctx.cleanup))
             self.ctx.cleanup(self.injector.disarm)
         elif self.injector is not None:
             self.injector.disarm()
@@ -545,15 +540,17 @@ def run_scenario(ctx, sc):
 
 
 def recover(ctx, stale, say):
-    """Put back what a killed run left (its journal): devices first, knobs last."""
-    for entry in stale.get("faultinject", []):
-        ctx.faults.remove_stale(faultinject.from_journal(entry))
-    for entry in stale.get("cgroups", []):
-        cgroup.remove_stale(cgroup.from_journal(entry))
-    for entry in stale.get("swap", []):
-        ctx.swap.remove_stale(swap.from_journal(entry))
-    if stale.get("knobs"):
-        ctx.knobs.restore(stale["knobs"])
+    """Put back what a killed run left (its journal), newest first: fault
+    injection, cgroups, swap devices, then the knobs.  Every item is tried;
+    the first failure is raised after all were."""
+    undo = [(ctx.faults.remove_stale, faultinject.from_journal, e) for e in stale.get("faultinject", [])]
+    undo += [(cgroup.remove_stale, cgroup.from_journal, e) for e in stale.get("cgroups", [])]
+    undo += [(ctx.swap.remove_stale, swap.from_journal, e) for e in reversed(stale.get("swap", []))]
+    with Cleanup() as defer:
+        if stale.get("knobs"):
+            defer(ctx.knobs.restore, stale["knobs"])
+        for remove, parse, entry in reversed(undo):
+            defer(lambda remove=remove, parse=parse, entry=entry: remove(parse(entry)))
     say(f"restored KSM knobs and removed {len(stale.get('swap', []))} swap device(s) and "
         f"{len(stale.get('cgroups', []))} cgroup(s) left by run pid {stale.get('pid', '?')}")
 
