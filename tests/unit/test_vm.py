@@ -1,0 +1,153 @@
+"""The VM runner's pure parts: guest command, verdicts, CLI parsing (no qemu)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import initramfs, vm, vmcli
+from harness.errors import CannotRun, InputError
+from harness.results import Crash
+
+PANIC = Crash("panic", "Kernel panic - not syncing: sysrq triggered crash", 420, ("Kernel panic",))
+WARN = Crash("WARNING", "WARNING in remove_stable_node", 400, ("WARNING: CPU: 0",))
+
+
+def test_harness_command_sends_reports_to_the_side_channel():
+    argv = vm.harness_command(["--filter", "x", "scenarios/seed"])
+    assert argv[:4] == [sys.executable, "-m", "harness.cli", "run"]
+    res = initramfs.GUEST_RESULTS
+    assert argv[4:10] == ["--json", f"{res}/result.json", "--junit", f"{res}/junit.xml", "--ktap", f"{res}/result.ktap"]
+    assert argv[10:] == ["--filter", "x", "scenarios/seed"]
+    assert vm.harness_command(["s"], verbose=True)[3:5] == ["--verbose", "run"]
+
+
+def test_guest_env_keeps_little_and_finds_the_harness():
+    env = vm.guest_env({"PATH": "/p", "DISPLAY": ":0", "KSM_HARNESS_KERNELS": "/k", "PYTHONPATH": "/x"})
+    assert env["PATH"] == "/p" and env["KSM_HARNESS_KERNELS"] == "/k" and "DISPLAY" not in env
+    root = str(Path(vm.__file__).resolve().parent.parent)
+    assert env["PYTHONPATH"] == f"{root}:/x"
+    assert env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_command_script_runs_under_a_shell(tmp_path):
+    # The script quotes every word: run it with the host's sh, /dev/kmsg swapped for a file.
+    script = vm.command_script(
+        ["sh", "-c", 'echo "$1 $FOO" > out; exit 3', "sh", "it's"], str(tmp_path), {"FOO": "a b'c", "PATH": "/usr/bin:/bin"},
+        "ksm-harness: guest ready 1234",
+    )
+    assert script.splitlines()[1] == "echo 'ksm-harness: guest ready 1234' > /dev/kmsg"
+    script = script.replace("/dev/kmsg", str(tmp_path / "kmsg"))
+    proc = subprocess.run(["sh", "-c", script], cwd="/")
+    assert proc.returncode == 3
+    assert (tmp_path / "out").read_text() == "it's a b'c\n"
+    assert (tmp_path / "kmsg").read_text() == "ksm-harness: guest ready 1234\n"
+
+
+def test_command_script_missing_cwd(tmp_path):
+    script = vm.command_script(["true"], str(tmp_path / "gone"), {}, "m").replace("/dev/kmsg", "/dev/null")
+    assert subprocess.run(["sh", "-c", script], stderr=subprocess.DEVNULL).returncode == 125
+
+
+def verdict(**kw):
+    base = dict(hung=False, ready=True, guest_exit=0, crashes=(), timeout=900)
+    base.update(kw)
+    return vm.verdict(**base)
+
+
+def test_verdict_pass_and_guest_codes():
+    assert verdict() == (0, "")
+    assert verdict(guest_exit=1) == (1, "guest command exited 1")
+    assert verdict(guest_exit=2) == (2, "guest command exited 2")
+    assert verdict(guest_exit=125)[0] == 125
+
+
+def test_verdict_signal_exit_is_a_failure_bisect_can_use():
+    assert verdict(guest_exit=137) == (1, "guest command exited 137")
+
+
+def test_verdict_crash_after_ready_fails_a_passing_command():
+    status, reason = verdict(crashes=(WARN,))
+    assert status == 1 and "WARNING in remove_stable_node" in reason
+
+
+def test_verdict_panic_names_the_crash():
+    status, reason = verdict(guest_exit=None, crashes=(PANIC,))
+    assert status == 1
+    assert reason == "the guest stopped before the command finished; the kernel reported: " + PANIC.title
+
+
+def test_verdict_stopped_without_report():
+    assert verdict(guest_exit=None) == (1, "the guest stopped before the command finished (no crash report on the console)")
+
+
+def test_verdict_hang():
+    assert verdict(hung=True, guest_exit=None, timeout=30) == (
+        1, "guest hung while running the command: killed after 30 s")
+    status, reason = verdict(hung=True, ready=False, guest_exit=None, timeout=30, crashes=(PANIC,))
+    assert status == 1 and reason.startswith("guest hung while booting") and PANIC.title in reason
+
+
+def test_verdict_never_ready_cannot_run():
+    with pytest.raises(CannotRun, match="ksm-harness-init: error: mount 9p hostroot"):
+        verdict(ready=False, guest_exit=None, init_error="ksm-harness-init: error: mount 9p hostroot")
+    with pytest.raises(CannotRun, match="sysrq triggered crash"):
+        verdict(ready=False, guest_exit=None, crashes=(PANIC,))
+
+
+def args(argv):
+    return vmcli.parser().parse_args(argv)
+
+
+def test_cli_options():
+    a = args(["--kernel", "k", "--numa", "4", "--cpus", "8", "--memory", "4G", "--kernel-arg", "a=1",
+              "--kernel-arg", "b", "--timeout", "60", "run", "--filter", "x", "--verbose", "scen"])
+    opts = vmcli.options(a)
+    assert opts == vm.VmOptions(kernel=Path("k"), numa=4, cpus=8, memory_mib=4096, kernel_args=("a=1", "b"),
+                                timeout=60.0)
+    assert a.run_args == ["--filter", "x", "--verbose", "scen"]  # everything after `run` is the guest's
+    assert not a.verbose
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--kernel", "k", "run"], "no scenarios"),
+        (["--kernel", "k", "run", "--json", "x", "s"], "--json"),
+        (["--kernel", "k", "run", "--ktap=x", "s"], "--ktap"),
+        (["--kernel", "k", "--timeout", "0", "run", "s"], "--timeout"),
+        (["--kernel", "k", "--memory", "lots", "run", "s"], "--memory"),
+    ],
+)
+def test_cli_rejects(argv, match):
+    with pytest.raises(InputError, match=match):
+        vmcli.options(args(argv))
+
+
+def test_cli_main_bad_input_exits_2(tmp_path, capsys):
+    assert vmcli.main(["--kernel", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "run", "s"]) == 2
+    assert "no such kernel image" in capsys.readouterr().err
+    assert vmcli.main(["--kernel", "k"]) == 2  # argparse: `run` missing
+
+
+def test_cli_main_not_a_bzimage_exits_2(tmp_path, capsys):
+    kernel = tmp_path / "vmlinux"
+    kernel.write_bytes(b"\x7fELF" + bytes(0x300))
+    assert vmcli.main(["--kernel", str(kernel), "--out", str(tmp_path / "o"), "run", "s"]) == 2
+    assert "not an x86 bzImage" in capsys.readouterr().err
+
+
+def test_kernel_name(tmp_path):
+    assert vmcli.kernel_name(Path("/k/ksm-6.1.192-fixed.bzImage")) == "ksm-6.1.192-fixed"
+    assert vmcli.kernel_name(Path("/boot/vmlinuz-6.1.0-56-amd64")) == "vmlinuz-6.1.0-56-amd64"
+    head = bytearray(0x1000)
+    head[0x202:0x206] = b"HdrS"
+    head[0x20E:0x210] = (0x400).to_bytes(2, "little")
+    head[0x600:0x610] = b"6.1.192 (r@h) #9"
+    (tmp_path / "bzImage").write_bytes(bytes(head))
+    assert vmcli.kernel_name(tmp_path / "bzImage") == "6.1.192"
+
+
+def test_cli_help(capsys):
+    assert vmcli.main(["--help"]) == 0
+    assert "run [run-args...] SCENARIOS..." in capsys.readouterr().out
