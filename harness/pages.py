@@ -99,7 +99,7 @@ def ksm_stat(pid, proc=Path("/proc")):
         out = {}
         for line in (base / "ksm_stat").read_text().splitlines():
             key, _, value = line.partition(" ")
-            value = value.strip()
+            key, value = key.rstrip(":"), value.strip()
             out[key] = int(value) if value.lstrip("-").isdigit() else value
         return out
     except FileNotFoundError:

@@ -328,6 +328,22 @@ class Parser:
                                    f"{self.group_sizes[match.group(1)]} workers", m, key, f"{where}.{key}")
         return [str(i) for i in items]
 
+    def worker_names(self, selectors):
+        """The workers ("a[0]", ...) that selectors name."""
+        out = set()
+        for sel in selectors:
+            group, index, lo, colon, hi = WORKER_SEL_RE.match(sel).groups()
+            for g in (self.group_sizes if group == "all" else [group]):
+                n = self.group_sizes[g]
+                if index is None:
+                    picked = range(n)
+                elif colon:
+                    picked = range(n)[int(lo or 0): int(hi) if hi else None]
+                else:
+                    picked = [int(lo)]
+                out |= {f"{g}[{i}]" for i in picked}
+        return out
+
     def region_ref(self, m, where, workers, required=True):
         if "region" not in m:
             if required:
@@ -392,7 +408,7 @@ class Parser:
             return Step(kind, {"until": cond, "timeout": timeout}, m.line)
         if "do" in m:
             action = m["do"]
-            if action not in self.ACTIONS:
+            if not isinstance(action, str) or action not in self.ACTIONS:
                 raise self.err(f"unknown action {action!r} (expected one of: {', '.join(self.ACTIONS)})",
                                m, "do", f"{where}.do")
             allowed, required = self.ACTIONS[action]
@@ -563,11 +579,12 @@ class Parser:
                 if act in ("pageout",) and swap is None:
                     raise InputError("pageout needs setup.swap (no swap device to page out to)",
                                      file=self.ctx.file, line=step.line, field="steps")
-                if step.args["workers"] and set(step.args["workers"]) & exited and act != "exit":
+                workers = self.worker_names(step.args["workers"])
+                if act != "exit" and workers and workers <= exited:
                     raise InputError(f"{act} acts on workers that exited in an earlier step",
                                      file=self.ctx.file, line=step.line, field="steps")
                 if act == "exit":
-                    exited.update(step.args["workers"])
+                    exited |= workers
             if step.kind == "fault_injection" and swap is None:
                 raise InputError("fault_injection needs setup.swap (it fails reads of the swap device)",
                                  file=self.ctx.file, line=step.line, field="steps")
@@ -583,21 +600,21 @@ def _walk(steps):
         yield from _walk(s.children)
 
 
-def substitute(value, params, file):
+def substitute(value, params, file, line=None):
     """${name} in any string: a whole-string reference keeps the value's type."""
     if isinstance(value, yamlload.Map):
-        out = yamlload.Map((k, substitute(v, params, file)) for k, v in value.items())
+        out = yamlload.Map((k, substitute(v, params, file, value.line_of(k))) for k, v in value.items())
         out.line, out.key_lines = value.line, value.key_lines
         return out
     if isinstance(value, yamlload.Seq):
-        out = yamlload.Seq(substitute(v, params, file) for v in value)
+        out = yamlload.Seq(substitute(v, params, file, value.line_of(i)) for i, v in enumerate(value))
         out.line, out.item_lines = value.line, value.item_lines
         return out
     if isinstance(value, str) and "${" in value:
         whole = re.fullmatch(r"\$\{(\w+)\}", value)
         for ref in re.findall(r"\$\{(\w+)\}", value):
             if ref not in params:
-                raise InputError(f"${{{ref}}} is not a matrix parameter", file=file, field="matrix")
+                raise InputError(f"${{{ref}}} is not a matrix parameter", file=file, line=line, field="matrix")
         if whole:
             return params[whole.group(1)]
         return re.sub(r"\$\{(\w+)\}", lambda mo: str(params[mo.group(1)]), value)

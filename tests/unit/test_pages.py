@@ -96,8 +96,6 @@ def test_ksm_stat_6_18(tmp_path):
     assert stat["ksm_rmap_items"] == 0 and stat["ksm_zero_pages"] == 0 and stat["ksm_process_profit"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="pages.ksm_stat splits on the first space: 'ksm_merge_any: no' "
-                                       "gives key 'ksm_merge_any:'")
 def test_ksm_stat_colon_lines(tmp_path):
     (tmp_path / "42").mkdir()
     (tmp_path / "42" / "ksm_stat").write_text(KSM_STAT_6_18)

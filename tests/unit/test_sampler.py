@@ -2,8 +2,8 @@
 import pytest
 
 from harness.knobs import Knobs
-from harness.wait import wait_until
 from harness.sampler import VMSTAT_FIELDS, Counters, Sampler, deltas, read_vmstat
+from harness.wait import wait_until
 
 VMSTAT = """\
 nr_free_pages 5830102

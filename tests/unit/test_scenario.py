@@ -185,7 +185,6 @@ def test_unknown_param(tmp_path):
     assert info.value.message == "${nope} is not a matrix parameter"
 
 
-@pytest.mark.xfail(strict=True, reason="scenario.substitute() raises without a line number")
 def test_unknown_param_names_its_line(tmp_path):
     text = "matrix:\n  sz: [4M]\n" + BASE.replace("      - {name: r, size: 4M}",
                                                    "      - name: r\n        size: ${nope}")
@@ -196,7 +195,6 @@ def test_unknown_param_names_its_line(tmp_path):
     assert info.value.line == 9
 
 
-@pytest.mark.xfail(strict=True, reason="`do: [touch]` crashes with TypeError (unhashable Seq) in Parser.step")
 def test_non_string_action(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(BASE + "  - do: [touch]\n")
@@ -205,7 +203,6 @@ def test_non_string_action(tmp_path):
     assert info.value.line == 9
 
 
-@pytest.mark.xfail(strict=True, reason="check_order compares selector strings: exit a, then touch a[0] passes")
 def test_action_on_exited_worker_by_index(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(BASE + "  - do: exit\n    workers: a\n  - do: touch\n    workers: 'a[0]'\n    region: r\n")
