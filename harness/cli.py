@@ -132,7 +132,7 @@ def main(argv=None):
     try:
         if argv and argv[0] in passthrough:
             module = __import__(f"harness.{passthrough[argv[0]]}", fromlist=["main"])
-            return module.main(argv[1:] + (["--verbose"] if verbose and argv[0] == "vm" else []))
+            return module.main((["--verbose"] if verbose and argv[0] == "vm" else []) + argv[1:])
         args = build_parser().parse_args(argv)
         return args.fn(args)
     except errors.InputError as exc:
