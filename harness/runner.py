@@ -30,6 +30,11 @@ from .zygote import PAGE_SIZE, verify_buffer
 from ._mem import ffi
 
 
+# actions the harness carries out itself (verify through the worker, migrate
+# through move_pages, exit), rather than a command sent ahead to the worker
+HARNESS_ACTIONS = ("verify", "migrate", "exit")
+
+
 class Interrupted(BaseException):
     """SIGTERM arrived: unwind like KeyboardInterrupt, cleaning up on the way."""
 
@@ -394,8 +399,8 @@ class ScenarioRun:
         elif act == "touch":
             w.send("touch", region=region, write=a.get("write", False), threads=a.get("threads", 1),
                    pace_us=a.get("pace_us", 0), **span, **wait)
-        elif act == "verify":
-            w.send("stop")  # a no-op that keeps send/receive paired; verify runs in receive
+        elif act in HARNESS_ACTIONS:
+            return  # done in receive_action, once the worker's other actions are in
         elif act == "fork":
             live_cap = 0 if not a.get("live", True) else a.get("live_cap", 256)
             w.send("fork", count=a.get("count", 1 << 40), duration=a.get("duration", 3600),
@@ -403,16 +408,13 @@ class ScenarioRun:
                    until_told=bool(a.get("until_done")), **wait)
         elif act == "prctl_merge":
             w.send("prctl_merge", value=int(a["value"]))
-        elif act in ("migrate", "exit"):
-            w.send("stop")
         else:  # validated in scenario.py; reaching here is a harness bug
             raise HarnessError(f"unknown action {act}")
 
     def receive_action(self, w, a, windows):
         act = a["do"]
-        op = {"pageout": "advise", "verify": "stop", "migrate": "stop", "exit": "stop"}.get(act, act)
         try:
-            reply = w.receive(op, self.left())
+            reply = None if act in HARNESS_ACTIONS else w.receive("advise" if act == "pageout" else act, self.left())
         except WorkerDied as exc:
             self.check(f"worker {w.name} survives {act}", False, str(exc))
             return
