@@ -144,8 +144,10 @@ class Knobs:
         if any(n in NEED_UNSHARED for n in changed) and self.has("pages_shared"):
             self.wait_unshared(timeout)
         # NEED_UNSHARED first: other writes cannot make them busy, but a
-        # stray merge could if run were restored before them.
-        changed.sort(key=lambda n: n not in NEED_UNSHARED)
+        # stray merge could if run were restored before them.  advisor_mode
+        # next: switching it resets pages_to_scan (mm/ksm.c
+        # set_advisor_defaults(), 6.9+), so pages_to_scan must come after.
+        changed.sort(key=lambda n: (n not in NEED_UNSHARED, n != "advisor_mode"))
         for name in changed:
             writes.append(self.write(name, snapshot[name]))
         if "run" in snapshot and self.has("run"):

@@ -1,18 +1,32 @@
 """Evaluating scenario conditions: counters and per-process truth.
 
-A counter name reads /sys/kernel/mm/ksm or /proc/vmstat (a leading + means
+A counter name reads /sys/kernel/mm/ksm (counters, and settings such as
+pages_to_scan that ksmd may change itself) or /proc/vmstat (a leading + means
 its change since a reference sample).  A dotted name reads what processes map:
 GROUP.REGION.metric sums over the group's workers and every live descendant
 (children forked from a worker map its regions at the same addresses), so
 "a.r.ksm == 0" covers children forked during an unmerge too.
+
+Three region metrics look across the group's processes at once, from the PFNs
+in pagemap: ksm_pages (how many distinct KSM page frames back the region),
+max_sharing (the most mappings of one KSM page frame, which max_page_sharing
+caps) and nodeN (pages whose frame is on NUMA node N, by move_pages()).
 """
+import collections
 import operator
 
-from . import pages
+from . import numa, pages
 from .errors import KernelError
+from .scenario import NODE_METRIC_RE
 
 OPS = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le,
        ">": operator.gt, "<": operator.lt}
+
+
+def on_node(view, node):
+    """Pages of one process's region whose frame is on `node`."""
+    addrs = [view.addr + i * pages.PAGE_SIZE for i, pfn in enumerate(view.pfns) if pfn]
+    return sum(1 for n in numa.page_nodes(view.pid, addrs) if n == node) if addrs else 0
 
 
 class Metrics:
@@ -47,6 +61,9 @@ class Metrics:
         """(value, denominator or None) of the condition's left-hand side."""
         if "." not in cond.name:
             now = self.counters.read()
+            knobs = self.counters.knobs
+            if cond.name not in now and knobs.has(cond.name) and knobs.read(cond.name).isdigit():
+                now[cond.name] = knobs.read_int(cond.name)  # a setting ksmd changes itself (advisor)
             if cond.name not in now:
                 raise KernelError(f"counter {cond.name!r} does not exist on this kernel: list it under "
                                   f"requires.knobs or requires.vmstat so that the scenario skips here")
@@ -75,8 +92,15 @@ class Metrics:
         views = self.region_views(group, region)
         if metric == "processes":
             return len(views), None
+        denom = sum(v.npages for v in views)
+        if metric in ("ksm_pages", "max_sharing"):
+            counts = collections.Counter(v.pfns[i] for v in views for i in v.ksm)
+            return (len(counts) if metric == "ksm_pages" else max(counts.values(), default=0)), None
+        node = NODE_METRIC_RE.match(metric)
+        if node:
+            return sum(on_node(v, int(node.group(1))) for v in views), denom
         attr = {"ksm": "ksm_count"}.get(metric, metric)
-        return sum(getattr(v, attr) for v in views), sum(v.npages for v in views)
+        return sum(getattr(v, attr) for v in views), denom
 
     def holds(self, cond, reference=None):
         """(bool, detail) for a condition now."""

@@ -2,8 +2,9 @@
 skip with the reason, never a failure: users run kernels from 3.9 to today.
 
 Besides what `requires:` lists, a scenario needs every knob it writes, a swap
-kind it sets up and memcg when it sets up a cgroup: those are derived here, so
-a scenario cannot forget them.
+kind it sets up, memcg when it sets up a cgroup and node N+1 nodes when it
+places a region on node N: those are derived here, so a scenario cannot forget
+them.
 """
 from . import cgroup, kernel, numa
 from .errors import Skip
@@ -34,9 +35,10 @@ def reasons(sc, ctx):
     if missing:
         out.append(f"this kernel has no /sys/kernel/mm/ksm/{', '.join(missing)}")
     nodes = numa.nodes_with_memory(roots.sys / "devices/system/node")
-    if len(nodes) < req.numa_nodes:
-        out.append(f"needs {req.numa_nodes} NUMA nodes with memory, this machine has {len(nodes)} "
-                   f"(boot a VM: ksm-harness vm --numa {req.numa_nodes})")
+    wanted = max([req.numa_nodes] + [r.node + 1 for w in sc.workers for r in w.regions if r.node is not None])
+    if len(nodes) < wanted:
+        out.append(f"needs {wanted} NUMA nodes with memory, this machine has {len(nodes)} "
+                   f"(boot a VM: ksm-harness vm --numa {wanted})")
     for kind in {k for k in (req.swap, sc.swap and sc.swap["kind"]) if k}:
         why = ctx.swap.available("file" if kind == "any" else kind)
         if why:

@@ -18,7 +18,9 @@ PAGE = 4096
 SIZE_RE = re.compile(r"^(\d+)\s*([KMGkmg]?)(i?[Bb])?$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 COND_RE = re.compile(r"^\s*(\+)?([A-Za-z_][\w.\[\]:]*)\s*(==|!=|>=|<=|>|<)\s*(-?\d+)(%?)\s*$")
-PROCESS_METRICS = ("ksm", "swapped", "present", "zero", "thp", "sigbus", "bad", "processes")
+PROCESS_METRICS = ("ksm", "swapped", "present", "zero", "thp", "sigbus", "bad", "processes",
+                   "ksm_pages", "max_sharing")
+NODE_METRIC_RE = re.compile(r"^node(\d+)$")  # GROUP.REGION.node1: pages on NUMA node 1
 GROUP_METRICS = ("merging_pages", "processes", "sigbus", "rmap_items")
 PATTERNS = ("same", "groups", "unique", "zero")
 ADVICE = ("mergeable", "unmergeable", "pageout", "cold", "dontneed", "hugepage", "nohugepage")
@@ -213,9 +215,11 @@ def _check_metric(ctx, cond, groups, m, key, where):
     regions = {r for g in groups.values() for r in g} if group == "all" else groups[group]
     if region not in regions and region != "all":
         raise ctx.error(f"no region {region!r} in worker group {group!r}", m, key, where)
-    if metric not in PROCESS_METRICS:
-        raise ctx.error(f"unknown metric {metric!r} (expected one of: {', '.join(PROCESS_METRICS)})",
+    if metric not in PROCESS_METRICS and not NODE_METRIC_RE.match(metric):
+        raise ctx.error(f"unknown metric {metric!r} (expected one of: {', '.join(PROCESS_METRICS)}, nodeN)",
                         m, key, where)
+    if cond.percent and metric in ("ksm_pages", "max_sharing"):
+        raise ctx.error(f"{metric} counts page frames, not a share of the region: drop the %", m, key, where)
 
 
 WORKER_SEL_RE = re.compile(r"^(all|[a-z][a-z0-9_-]*)(\[(\d+)?(:)?(\d+)?\])?$")
@@ -621,6 +625,30 @@ def substitute(value, params, file, line=None):
     return value
 
 
+def matrix_points(doc, file):
+    """The parameter sets of a file's matrix: a mapping of names to lists is
+    their product; a list of mappings names each point (values that go
+    together, such as a knob value and the metric it makes true)."""
+    matrix = doc.get("matrix") or yamlload.Map()
+    if isinstance(matrix, yamlload.Seq):
+        keys = None
+        for i, point in enumerate(matrix):
+            if not isinstance(point, yamlload.Map) or not point or (keys is not None and set(point) != keys):
+                raise InputError("each point of a matrix list maps the same parameter names to values",
+                                 file=file, line=matrix.line_of(i), field=f"matrix[{i}]")
+            keys = set(point)
+        return [dict(point) for point in matrix] or [{}]
+    if not isinstance(matrix, yamlload.Map):
+        raise InputError("matrix: must map parameter names to lists of values, or list points", file=file,
+                         line=doc.line_of("matrix"), field="matrix")
+    for k, v in matrix.items():
+        if not isinstance(v, list) or not v:
+            raise InputError("must be a non-empty list of values", file=file, line=matrix.line_of(k),
+                             field=f"matrix.{k}")
+    names = list(matrix)
+    return [dict(zip(names, values)) for values in itertools.product(*(matrix[n] for n in names))]
+
+
 def load_file(path):
     """All scenarios of one file: one per point of its matrix."""
     path = Path(path)
@@ -632,18 +660,8 @@ def load_file(path):
     doc = yamlload.load(text, file)
     if not isinstance(doc, yamlload.Map):
         raise InputError("a scenario file is a YAML mapping", file=file, line=1)
-    matrix = doc.get("matrix") or yamlload.Map()
-    if not isinstance(matrix, yamlload.Map):
-        raise InputError("matrix: must map parameter names to lists of values", file=file,
-                         line=doc.line_of("matrix"), field="matrix")
-    for k, v in matrix.items():
-        if not isinstance(v, list) or not v:
-            raise InputError("must be a non-empty list of values", file=file, line=matrix.line_of(k),
-                             field=f"matrix.{k}")
-    names = list(matrix)
     out = []
-    for values in itertools.product(*(matrix[n] for n in names)) if names else [()]:
-        params = dict(zip(names, values))
+    for params in matrix_points(doc, file):
         body = substitute(yamlload.Map((k, v) for k, v in doc.items() if k != "matrix"), params, file)
         body.line, body.key_lines = doc.line, doc.key_lines
         out.append(Parser(file, body, params).scenario())
