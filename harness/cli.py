@@ -19,7 +19,8 @@ DEFAULT_SUITE = Path(__file__).resolve().parent.parent / "scenarios"
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):
-        raise errors.InputError(f"usage: {message} (see ksm-harness {self.prog.split()[-1]} --help)")
+        # prog is "ksm-harness" or "ksm-harness run"
+        raise errors.InputError(f"usage: {message} (see {self.prog} --help)")
 
 
 def add_selection(p):

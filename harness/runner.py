@@ -202,6 +202,9 @@ class ScenarioRun:
 
     def cgroup_limit(self, npages, expect):
         result = self.cgroup.set_limit(npages * PAGE_SIZE)
+        if expect == "any":
+            self.state.notes.append(f"cgroup limit {npages * PAGE_SIZE >> 20}M: {result.name}")
+            return
         self.check(f"cgroup limit {npages * PAGE_SIZE >> 20}M gives {expect}", result.name == expect.upper(),
                    f"memory limit write: {result.name}")
 

@@ -25,6 +25,9 @@ GROUP_METRICS = ("merging_pages", "processes", "sigbus", "rmap_items")
 PATTERNS = ("same", "groups", "unique", "zero")
 ADVICE = ("mergeable", "unmergeable", "pageout", "cold", "dontneed", "hugepage", "nohugepage")
 WRITE_RESULTS = ("ok", "EBUSY", "EINVAL")
+# a memcg limit write may also be "any": the result is reported, not checked
+# (what v1 does over merged pages differs between kernel versions)
+LIMIT_RESULTS = WRITE_RESULTS + ("any",)
 SWAP_KINDS = ("file", "zram")
 
 
@@ -453,8 +456,8 @@ class Parser:
             c = m["cgroup"]
             _keys(self.ctx, c, f"{where}.cgroup", {"limit"}, ("limit",))
             expect = m.get("expect", "ok")
-            if expect not in WRITE_RESULTS:
-                raise self.err(f"expect must be one of {', '.join(WRITE_RESULTS)}", m, "expect", f"{where}.expect")
+            if expect not in LIMIT_RESULTS:
+                raise self.err(f"expect must be one of {', '.join(LIMIT_RESULTS)}", m, "expect", f"{where}.expect")
             return Step("cgroup", {"limit_pages": parse_size(self.ctx, c, "limit", f"{where}.cgroup"),
                                    "expect": expect}, m.line)
         if "concurrent" in m:

@@ -7,6 +7,7 @@ prints it, so kernel CI that already reads selftest output reads ours:
     ok 1 merge-basic
     # check failed: pages_shared == 0: pages_shared=12 (want == 0)
     # crash: WARNING in remove_stable_node (log line 120)
+    # exercised: pswpout +4096, ksm_swpin_copy +4096
     not ok 2 stale-stable-nodes
     ok 3 swap-in # SKIP no swap device
     # Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0
@@ -17,7 +18,7 @@ An errored scenario is "not ok N name # error reason", as kselftest.h's
 ksft_test_result_error() prints it; the totals line is ksft_print_cnts()'s.
 """
 from ..results import ERROR, FAIL, PASS, SKIP
-from .terminal import one_line, problems, totals
+from .terminal import exercised, one_line, problems, totals
 
 
 def _name(s):
@@ -34,7 +35,7 @@ def render(run):
         reason = one_line(s.reason)
         if s.status == FAIL and reason:  # skip and error reasons go on the result line
             lines.append(f"# {_name(s)}: {reason}")
-        lines.extend(f"# {p}" for p in problems(s))
+        lines.extend(f"# {p}" for p in problems(s) + [exercised(s)] if p)
         result = "ok" if s.status in (PASS, SKIP) else "not ok"
         line = f"{result} {number} {_name(s)}"
         if s.status == SKIP:

@@ -17,6 +17,12 @@ from ..results import ERROR, FAIL, PASS, SKIP
 # The counters shown on the live status line, in this order.
 STATUS_COUNTERS = ("pages_shared", "pages_sharing", "full_scans")
 
+# The changes that show which kernel paths a scenario exercised, in this
+# order: KSM's own counters, then /proc/vmstat's KSM, swap and THP events.
+EXERCISED = ("full_scans", "pages_skipped", "stable_node_chains", "stable_node_dups", "ksm_zero_pages",
+             "cow_ksm", "ksm_swpin_copy", "pswpout", "pswpin", "pgmajfault", "thp_split_page",
+             "pgmigrate_success", "numa_pages_migrated")
+
 _LABELS = {PASS: "PASS", FAIL: "FAIL", SKIP: "SKIP", ERROR: "ERROR"}
 _COLOURS = {PASS: "32", FAIL: "31", SKIP: "33", ERROR: "35"}  # SGR: green, red, yellow, magenta
 
@@ -75,6 +81,13 @@ def problems(scenario):
     ]
 
 
+def exercised(scenario):
+    """ "exercised: pswpout +4096, ksm_swpin_copy +4096" from the run's
+    counter deltas, or "" when none of EXERCISED moved."""
+    moved = [f"{k} {scenario.deltas[k]:+d}" for k in EXERCISED if scenario.deltas.get(k)]
+    return f"exercised: {', '.join(moved)}" if moved else ""
+
+
 def format_duration(seconds):
     """"0.52s", "12.3s", "2m03s", "1h02m"."""
     if seconds < 10:
@@ -112,7 +125,8 @@ def summary(run, colour=False):
         if s.reason:
             line += f"  {one_line(s.reason)}"
         lines.append(line.rstrip())
-        lines.extend(f"      {p}" for p in problems(s))
+        lines.extend(f"      {p}" for p in problems(s) + [exercised(s)] if p)
+        lines.extend(f"      note: {one_line(n)}" for n in s.notes)
     count = totals(run)
     lines.append(
         f"{len(run.scenarios)} scenarios: {count[PASS]} passed, {count[FAIL]} failed, "
