@@ -5,6 +5,7 @@ Exit codes: 0 all pass, 1 any fail (or error), 2 bad input or usage,
 3 the harness itself failed (e.g. the lock is busy with --no-wait).
 """
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -32,10 +33,21 @@ def selected(args):
     return scenario.load_all(args.paths or [DEFAULT_SUITE], args.keyword)
 
 
+def repeated(scenarios, times):
+    """The selection `times` over, named NAME#1 .. NAME#N (N > 1): hunting a
+    rare race, or showing that a suite raises no false alarm."""
+    if times == 1:
+        return scenarios
+    return [dataclasses.replace(sc, name=f"{sc.name}#{k}") for k in range(1, times + 1) for sc in scenarios]
+
+
 def cmd_run(args):
     scenarios = selected(args)
     if not scenarios:
         raise errors.InputError("no scenario matches", field="-k")
+    if args.repeat < 1:
+        raise errors.InputError("must be at least 1", field="--repeat")
+    scenarios = repeated(scenarios, args.repeat)
     outputs = {fmt: getattr(args, fmt) for fmt in WRITERS if getattr(args, fmt)}
     progress = Progress(sys.stderr, enabled=not args.quiet)
     result = runner.run_all(scenarios, progress, wait=not args.no_wait,
@@ -109,6 +121,8 @@ def build_parser():
         run.add_argument(f"--{fmt}", metavar="PATH", help=f"write {fmt} results to PATH")
     run.add_argument("--no-wait", action="store_true", help="fail at once if another run holds the KSM lock")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    run.add_argument("--repeat", type=int, default=1, metavar="N",
+                     help="run the selection N times over in one run (NAME#1 .. NAME#N)")
     run.set_defaults(fn=cmd_run)
     for name, fn, help_ in (("list", cmd_list, "list scenarios"), ("check", cmd_check, "validate scenarios only"),
                             ("env", cmd_env, "what this machine offers, and which scenarios would skip")):

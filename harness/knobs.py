@@ -50,6 +50,11 @@ def normalize(value):
     return value
 
 
+def changed_since(snapshot, knobs):
+    """Settings (run aside) that no longer read as in `snapshot`."""
+    return [n for n, v in snapshot.items() if n != "run" and knobs.has(n) and knobs.read(n) != v]
+
+
 class Knobs:
     def __init__(self, root=KSM_ROOT):
         self.root = Path(root)
@@ -140,7 +145,7 @@ class Knobs:
         writes = []
         if self.has("run"):
             writes.append(self.write("run", RUN_UNMERGE))
-        changed = [n for n, v in snapshot.items() if n != "run" and self.has(n) and self.read(n) != v]
+        changed = changed_since(snapshot, self)
         if any(n in NEED_UNSHARED for n in changed) and self.has("pages_shared"):
             self.wait_unshared(timeout)
         # NEED_UNSHARED first: other writes cannot make them busy, but a
@@ -150,6 +155,8 @@ class Knobs:
         changed.sort(key=lambda n: (n not in NEED_UNSHARED, n != "advisor_mode"))
         for name in changed:
             writes.append(self.write(name, snapshot[name]))
+        # a setting that happened to read right before advisor_mode reset it
+        writes.extend(self.write(n, snapshot[n]) for n in changed_since(snapshot, self) if n != "advisor_mode")
         if "run" in snapshot and self.has("run"):
             writes.append(self.write("run", snapshot["run"]))
         failed = [w for w in writes if w.result is not WriteResult.OK]

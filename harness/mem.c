@@ -300,7 +300,7 @@ int ksmh_wait_file(const char *path, const char *expect, long poll_ns, long time
     }
 }
 
-static void storm_child(int depth, int live, pid_t parent)
+static void storm_child(int depth, int live, pid_t parent, long lifetime_ns)
 {
     /* die with the parent: a harness crash must not leave children behind */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -309,10 +309,23 @@ static void storm_child(int depth, int live, pid_t parent)
     if (depth > 1) {
         pid_t me = getpid();
         if (fork() == 0)
-            storm_child(depth - 1, 1, me);
+            storm_child(depth - 1, 1, me, lifetime_ns);
+    }
+    if (lifetime_ns > 0) {
+        sleep_ns(lifetime_ns);
+        _exit(0);
     }
     for (;;)
         pause();
+}
+
+/* Reap children that ended their lifetime; returns how many. */
+static long reap_exited(void)
+{
+    long n = 0;
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        n++;
+    return n;
 }
 
 static int readable(int fd)
@@ -322,15 +335,18 @@ static int readable(int fd)
 }
 
 void ksmh_fork_storm(long duration_ns, long max_forks, int depth, long live_cap,
-                     int stop_fd, long interval_ns, uint64_t *times_ns, long ntimes,
-                     struct ksmh_storm_result *res)
+                     long lifetime_ns, int stop_fd, long interval_ns, uint64_t *times_ns,
+                     long ntimes, struct ksmh_storm_result *res)
 {
     uint64_t end = ksmh_monotonic_ns() + (uint64_t)duration_ns;
     pid_t me = getpid();
 
     memset(res, 0, sizeof(*res));
     while (ksmh_monotonic_ns() < end && res->forks < max_forks && !readable(stop_fd)) {
-        int live = res->live < live_cap;
+        int live;
+        if (lifetime_ns > 0)
+            res->live -= reap_exited();
+        live = res->live < live_cap;
         pid_t pid = fork();
         if (pid < 0) {
             res->failed++;
@@ -339,7 +355,7 @@ void ksmh_fork_storm(long duration_ns, long max_forks, int depth, long live_cap,
             continue;
         }
         if (pid == 0)
-            storm_child(depth, live, me);
+            storm_child(depth, live, me, lifetime_ns);
         if (res->forks < ntimes)
             times_ns[res->forks] = ksmh_monotonic_ns();
         res->forks++;
@@ -349,6 +365,9 @@ void ksmh_fork_storm(long duration_ns, long max_forks, int depth, long live_cap,
             waitpid(pid, NULL, 0);
         sleep_ns(interval_ns);
     }
+    /* children with a lifetime end soon: reap them, leave no zombie behind */
+    while (lifetime_ns > 0 && res->live > 0 && waitpid(-1, NULL, 0) > 0)
+        res->live--;
 }
 
 int ksmh_die_with_parent(int expected_ppid)

@@ -62,11 +62,13 @@ int ksmh_wait_file(const char *path, const char *expect, long poll_ns, long time
 
 /* fork children until duration_ns passed, max_forks forked or stop_fd is
  * readable.  Each child (and its descendants, depth levels deep) lives on
- * paused while fewer than live_cap are alive, else exits at once; the
+ * paused while fewer than live_cap are alive, else exits at once; with
+ * lifetime_ns > 0 the live ones exit after that long and are reaped, so a
+ * rolling population of up to live_cap keeps joining and leaving.  The
  * CLOCK_MONOTONIC time of each of the first ntimes forks goes to times_ns. */
 void ksmh_fork_storm(long duration_ns, long max_forks, int depth, long live_cap,
-                     int stop_fd, long interval_ns, uint64_t *times_ns, long ntimes,
-                     struct ksmh_storm_result *res);
+                     long lifetime_ns, int stop_fd, long interval_ns, uint64_t *times_ns,
+                     long ntimes, struct ksmh_storm_result *res);
 
 uint64_t ksmh_monotonic_ns(void);
 

@@ -25,6 +25,7 @@ from .metrics import Metrics
 from .results import ERROR, FAIL, PASS, SKIP, Check, RunResult, ScenarioResult, StepMark
 from .sampler import Counters, Sampler, deltas
 from .swap import SwapManager
+from .wait import wait_until
 from .workers import WorkerDied, WorkerPool
 from .zygote import PAGE_SIZE, verify_buffer
 from ._mem import ffi
@@ -331,15 +332,18 @@ class ScenarioRun:
         cond = step.args["until"]
         reference = self.ctx.counters.read() if cond.delta else None
         timeout = min(step.args["timeout"], self.left())
-        deadline = time.monotonic() + timeout
-        while True:
-            ok, detail = self.metrics.holds(cond, reference)
-            if ok:
-                return True
-            if time.monotonic() >= deadline:
-                self.check(f"wait {cond.text} within {timeout:g}s (line {step.line})", False, detail)
-                return False
-            time.sleep(0.005)
+        last = {}
+
+        def holds():
+            ok, last["detail"] = self.metrics.holds(cond, reference)
+            return ok
+
+        try:
+            wait_until(holds, timeout, cond.text)
+            return True
+        except DeadlineExceeded:
+            self.check(f"wait {cond.text} within {timeout:g}s (line {step.line})", False, last["detail"])
+            return False
 
     def fault_injection(self, a):
         if a["on"]:
@@ -410,7 +414,8 @@ class ScenarioRun:
         elif act == "fork":
             live_cap = 0 if not a.get("live", True) else a.get("live_cap", 256)
             w.send("fork", count=a.get("count", 1 << 40), duration=a.get("duration", 3600),
-                   depth=a.get("depth", 1), live_cap=live_cap, interval_us=a.get("interval_us", 0),
+                   depth=a.get("depth", 1), live_cap=live_cap, lifetime_us=a.get("lifetime_us", 0),
+                   interval_us=a.get("interval_us", 0),
                    until_told=bool(a.get("until_done")), **wait)
         elif act == "prctl_merge":
             w.send("prctl_merge", value=int(a["value"]))
@@ -430,7 +435,10 @@ class ScenarioRun:
             self.note_window(w, "page faults", reply["times_ns"], windows)
         elif act == "fork":
             self.state.add(w, "all", "forks", reply["forks"])
-            self.note_window(w, "forks", reply["times_ns"], windows)
+            if windows:
+                self.note_window(w, "forks", reply["times_ns"], windows)
+            else:
+                self.state.notes.append(f"{w.name}: {reply['forks']} forks, {reply['live']} children alive at the end")
             if reply["failed"]:
                 self.state.notes.append(f"{w.name}: {reply['failed']} forks failed ({reply['error']})")
         elif act == "verify":

@@ -130,11 +130,33 @@ class Scenario:
         return next((g for g in self.workers if g.name == name), None)
 
 
+PATH_PART_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
 class Ctx:
     """Where we are in the file, for error messages."""
 
-    def __init__(self, file):
+    def __init__(self, file, doc=None):
         self.file = file
+        self.doc = doc  # the document, to find the line of a scalar by its field path
+
+    def line_at(self, node, where):
+        """The line of `node`, or, for a scalar (which carries no line), the
+        line of the key or item that holds it, found by its path
+        ("workers[0].regions[1]") from the document root."""
+        if hasattr(node, "line"):
+            return node.line
+        parent, last = None, None
+        current = self.doc
+        for name, index in PATH_PART_RE.findall(where):
+            key = int(index) if index else name
+            if not isinstance(current, (yamlload.Map, yamlload.Seq)):
+                break
+            try:
+                parent, last, current = current, key, current[key]
+            except (KeyError, IndexError, TypeError):
+                break
+        return parent.line_of(last) if parent is not None else None
 
     def error(self, msg, node, key=None, field=None):
         line = node.line_of(key) if key is not None and hasattr(node, "line_of") else getattr(node, "line", None)
@@ -144,7 +166,7 @@ class Ctx:
 def _keys(ctx, m, where, allowed, required=()):
     if not isinstance(m, yamlload.Map):
         raise InputError(f"must be a mapping, not {type(m).__name__}", file=ctx.file,
-                         line=getattr(m, "line", None), field=where)
+                         line=ctx.line_at(m, where), field=where)
     for k in m:
         if k not in allowed:
             hint = ", ".join(sorted(allowed))
@@ -231,7 +253,7 @@ PAGES_RE = re.compile(r"^(all|\d+-\d+|\d+|\d+%|last \d+%)$")
 
 class Parser:
     def __init__(self, file, doc, params):
-        self.ctx = Ctx(file)
+        self.ctx = Ctx(file, doc)
         self.doc = doc
         self.params = params
         self.groups = {}  # group name -> set of region names
@@ -284,7 +306,7 @@ class Parser:
     def workers(self, seq):
         if not isinstance(seq, yamlload.Seq) or not seq:
             raise InputError("must be a non-empty list of worker groups", file=self.ctx.file,
-                             line=getattr(seq, "line", None), field="workers")
+                             line=self.ctx.line_at(seq, "workers"), field="workers")
         out = []
         for i, m in enumerate(seq):
             where = f"workers[{i}]"
@@ -380,7 +402,8 @@ class Parser:
         "pageout": ({"region", "pages"}, ("region",)),
         "touch": ({"region", "pages", "write", "threads", "pace_us", "wait_for"}, ("region",)),
         "verify": ({"region"}, ()),
-        "fork": ({"count", "duration", "depth", "live", "live_cap", "interval_us", "wait_for", "until_done"}, ()),
+        "fork": ({"count", "duration", "depth", "live", "live_cap", "lifetime_us", "interval_us", "wait_for",
+                  "until_done"}, ()),
         "prctl_merge": ({"value"}, ("value",)),
         "migrate": ({"region", "node"}, ("region", "node")),
         "exit": (set(), ()),
@@ -391,7 +414,7 @@ class Parser:
                                                              "repeat", "fault_injection", "cgroup"}) != 1:
             raise InputError("a step is a mapping with exactly one of: knob, wait, do, concurrent, check, "
                              "repeat, fault_injection, cgroup", file=self.ctx.file,
-                             line=getattr(m, "line", None), field=where)
+                             line=self.ctx.line_at(m, where), field=where)
         if "knob" in m:
             _keys(self.ctx, m, where, {"knob", "expect", "name"})
             k = m["knob"]
@@ -435,7 +458,8 @@ class Parser:
             for key, types in (("advice", (str,)), ("write", (bool,)), ("threads", (int,)),
                                ("pace_us", (int, float)), ("count", (int,)), ("duration", (int, float)),
                                ("depth", (int,)), ("live", (bool,)), ("live_cap", (int,)),
-                               ("interval_us", (int, float)), ("until_done", (bool,)), ("value", (bool, int)),
+                               ("interval_us", (int, float)), ("lifetime_us", (int, float)),
+                               ("until_done", (bool,)), ("value", (bool, int)),
                                ("node", (int,))):
                 if key in m:
                     args[key] = _typed(self.ctx, m, key, where, types)
@@ -492,7 +516,7 @@ class Parser:
         if seq is None:
             return ()
         if not isinstance(seq, yamlload.Seq):
-            raise InputError("must be a list of steps", file=self.ctx.file, line=getattr(seq, "line", None),
+            raise InputError("must be a list of steps", file=self.ctx.file, line=self.ctx.line_at(seq, where),
                              field=where)
         return tuple(self.step(s, f"{where}[{i}]") for i, s in enumerate(seq))
 
@@ -501,7 +525,8 @@ class Parser:
         if seq is None:
             seq = yamlload.Seq()
         if not isinstance(seq, yamlload.Seq):
-            raise InputError("must be a list", file=self.ctx.file, line=getattr(seq, "line", None), field="expect")
+            raise InputError("must be a list", file=self.ctx.file, line=self.ctx.line_at(seq, "expect"),
+                             field="expect")
         for i, m in enumerate(seq):
             where = f"expect[{i}]"
             if isinstance(m, str):

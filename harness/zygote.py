@@ -165,13 +165,15 @@ class Worker:
 
     def op_fork(self, args):
         """Fork children (a storm for `duration` seconds, or `count` forks) that
-        live on paused (up to live_cap) or exit at once."""
+        live on paused (up to live_cap; for lifetime_us each, when given) or
+        exit at once."""
         res = ffi.new("struct ksmh_storm_result *")
         ntimes = args.get("record", 100000)
         times = ffi.new("uint64_t[]", ntimes)
         wait_file(args)
         lib.ksmh_fork_storm(int(args.get("duration", 3600) * 1e9), args.get("count", 1 << 62),
                             args.get("depth", 1), args.get("live_cap", 0),
+                            int(args.get("lifetime_us", 0) * 1000),
                             self.sock.fileno() if args.get("until_told") else -1,
                             int(args.get("interval_us", 0) * 1000), times, ntimes, res)
         return {"forks": res.forks, "live": res.live, "failed": res.failed,

@@ -120,6 +120,19 @@ def test_restore_order(root):
     assert k.snapshot() == snap
 
 
+def test_restore_writes_advisor_mode_before_pages_to_scan(root):
+    # mm/ksm.c set_advisor_defaults() resets pages_to_scan when the mode changes
+    k = Recording(root)
+    snap = k.snapshot()
+    (root / "advisor_mode").write_text("none [scan-time]")
+    (root / "pages_to_scan").write_text("700")
+    (root / "sleep_millisecs").write_text("10")
+    k.restore(snap, timeout=1)
+    names = [n for n, _ in k.log]
+    assert names.index("advisor_mode") < names.index("pages_to_scan")
+    assert k.snapshot() == snap
+
+
 def test_restore_unchanged_writes_only_run(root):
     k = Recording(root)
     k.restore(k.snapshot(), timeout=1)

@@ -179,6 +179,7 @@ def test_ktap_lines():
         "# stale-stable-nodes[merge_across_nodes=0]: 1 expectation failed, 1 kernel report",
         "# check failed: pages_shared == 0: pages_shared=12 (want == 0)",
         "# crash: WARNING in remove_stable_node (log line 120, kmsg seq 4711)",
+        "# exercised: ksm_swpin_copy +3",
         "not ok 2 stale-stable-nodes[merge_across_nodes=0]",
         "ok 3 swap-in # SKIP no swap device",
         "not ok 4 fork-behind-cursor # error worker a died",
@@ -249,9 +250,12 @@ def test_summary():
     assert lines[1].endswith("1 expectation failed, 1 kernel report")
     assert lines[2].strip() == "check failed: pages_shared == 0: pages_shared=12 (want == 0)"
     assert lines[3].strip() == "crash: WARNING in remove_stable_node (log line 120, kmsg seq 4711)"
-    assert lines[4].split() == ["SKIP", "swap-in", "0.00s", "no", "swap", "device"]
-    assert lines[5].split()[:3] == ["ERROR", "fork-behind-cursor", "1m01s"]
-    assert lines[6] == "4 scenarios: 1 passed, 1 failed, 1 skipped, 1 errored in 1m36s on 6.1.192-ksm"
+    # which paths it exercised (EXERCISED counters only: pages_shared is not one) and its notes
+    assert lines[4].strip() == "exercised: ksm_swpin_copy +3"
+    assert lines[5].strip() == "note: race window hit 3 times"
+    assert lines[6].split() == ["SKIP", "swap-in", "0.00s", "no", "swap", "device"]
+    assert lines[7].split()[:3] == ["ERROR", "fork-behind-cursor", "1m01s"]
+    assert lines[8] == "4 scenarios: 1 passed, 1 failed, 1 skipped, 1 errored in 1m36s on 6.1.192-ksm"
     assert "\x1b" not in terminal.summary(RUN) and "\x1b[31m" in terminal.summary(RUN, colour=True)
 
 

@@ -45,11 +45,29 @@ def test_shipped_scenarios_found():
 
 
 def test_matrix_names_and_typed_substitution():
-    (s1, s0) = scenario.load_file(REPO / "scenarios/seed/stale-stable-nodes.yaml")
-    assert (s1.name, s0.name) == ("stale-stable-nodes[from=1]", "stale-stable-nodes[from=0]")
-    assert s1.params == {"from": 1} and type(s1.params["from"]) is int
+    (s1, s1far, s0, _) = scenario.load_file(REPO / "scenarios/seed/stale-stable-nodes.yaml")
+    assert (s1.name, s0.name) == ("stale-stable-nodes[from=1,far=0]", "stale-stable-nodes[from=0,far=0]")
+    assert s1.params == {"from": 1, "far": 0} and type(s1.params["from"]) is int
     assert dict(s1.knobs)["merge_across_nodes"] == "1"
     assert dict(s0.knobs)["merge_across_nodes"] == "0"
+    assert s1far.group("farvictim").regions[0].node == 1
+
+
+def test_matrix_list_of_points(tmp_path):
+    text = ("matrix:\n  - {v: 0, c: 'a.r.ksm == 100%'}\n  - {v: 1, c: 'a.r.zero == 100%'}\n"
+            + BASE + "  - wait: '${c}'\n")
+    _, loaded = load(tmp_path, text)
+    assert [s.params for s in loaded] == [{"v": 0, "c": "a.r.ksm == 100%"}, {"v": 1, "c": "a.r.zero == 100%"}]
+    assert [s.steps[-1].args["until"].name for s in loaded] == ["a.r.ksm", "a.r.zero"]
+
+
+def test_matrix_points_must_share_names(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("matrix:\n  - {v: 0}\n  - {w: 1}\n" + BASE)
+    with pytest.raises(InputError) as info:
+        scenario.load_file(path)
+    assert str(info.value) == (f"{path}:3: matrix[1]: each point of a matrix list maps the same parameter "
+                               "names to values")
 
 
 def test_matrix_product_and_types(tmp_path):
@@ -78,6 +96,12 @@ def test_no_matrix_plain_name(tmp_path):
 
 # (id, text, line, field, message); field None means the error has no field part
 BROKEN = [
+    # a scalar where a mapping belongs carries no line itself: the line is its key's
+    ("scalar-for-setup", BASE + "setup: 5\n", 9, "setup", "must be a mapping, not int"),
+    ("scalar-for-swap", BASE + "setup:\n  swap: file\n", 10, "setup.swap", "must be a mapping, not str"),
+    ("scalar-for-region", BASE.replace("{name: r, size: 4M}", "r"), 6, "workers[0].regions[0]",
+     "must be a mapping, not str"),
+    ("scalar-for-wait", BASE + "  - wait: 5\n", 9, "steps[1].wait", "must be a mapping, not int"),
     ("unknown-top-level-key", BASE + "bogus: 1\n", 9, "scenario.bogus",
      "unknown key 'bogus' (expected one of: description, expect, matrix, name, requires, setup, steps, "
      "timeout, workers)"),
@@ -103,7 +127,10 @@ BROKEN = [
      "bad condition 'pages_shared >> 3' (want e.g. 'pages_sharing >= 100', '+full_scans >= 2', "
      "'a.r.ksm == 0')"),
     ("unknown-metric", BASE + '  - check: "a.r.bogus == 0"\n', 9, "steps[1].check.until",
-     "unknown metric 'bogus' (expected one of: ksm, swapped, present, zero, thp, sigbus, bad, processes)"),
+     "unknown metric 'bogus' (expected one of: ksm, swapped, present, zero, thp, sigbus, bad, processes, "
+     "ksm_pages, max_sharing, nodeN)"),
+    ("percent-of-page-frames", BASE + '  - check: "a.r.ksm_pages >= 50%"\n', 9, "steps[1].check.until",
+     "ksm_pages counts page frames, not a share of the region: drop the %"),
     ("unknown-group-metric", BASE + '  - check: "a.bogus == 0"\n', 9, "steps[1].check.until",
      "unknown metric 'bogus' (expected one of: merging_pages, processes, sigbus, rmap_items)"),
     ("metric-unknown-region", BASE + "expect:\n  - 'a.q.ksm == 0'\n", 10, "expect[0].that",
@@ -218,4 +245,5 @@ def test_find_files_missing_path(tmp_path):
 
 def test_load_all_keyword():
     names = [s.name for s in scenario.load_all([REPO / "scenarios"], keyword="stale")]
-    assert names == ["stale-stable-nodes[from=1]", "stale-stable-nodes[from=0]"]
+    assert names == ["stale-stable-nodes[from=1,far=0]", "stale-stable-nodes[from=1,far=1]",
+                     "stale-stable-nodes[from=0,far=0]", "stale-stable-nodes[from=0,far=1]"]

@@ -135,6 +135,7 @@ def test_enums_match_parser():
     d = SCHEMA["$defs"]
     assert d["pattern"]["anyOf"][0]["enum"] == list(scenario.PATTERNS)
     assert d["writeResult"]["enum"] == list(scenario.WRITE_RESULTS)
+    assert d["limitResult"]["anyOf"][0]["enum"] == list(scenario.LIMIT_RESULTS)
     assert d["setup"]["properties"]["swap"]["properties"]["kind"]["enum"] == list(scenario.SWAP_KINDS)
     advise = next(a for a in step_schemas()["do"] if a["properties"]["do"]["const"] == "advise")
     assert advise["properties"]["advice"]["enum"] == list(scenario.ADVICE)
