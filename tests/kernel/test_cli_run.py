@@ -19,9 +19,16 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "scenarios"
 REPO = Path(__file__).resolve().parents[2]
 
 
+def default_sigint():
+    # as from a terminal: a shell's background job (CI started with `&`)
+    # inherits SIGINT ignored, and Python then keeps ignoring it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def harness(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint, **kwargs)
 
 
 @pytest.fixture

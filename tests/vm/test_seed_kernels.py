@@ -37,16 +37,25 @@ REVERTED = {
 }
 
 
-def boot(kernel, scenarios, out):
+def boot(kernel, scenarios, out, timeout=400):
+    """One boot running `scenarios`; (process, result.json).  A guest that
+    brings back no results at all (it hung or died before the harness in it
+    finished) is booted once more, and the first attempt is printed: under TCG
+    a 6.1 guest once stalled (RCU stall reports, stuck in a cgroup mkdir during
+    setup) in about 20 boots, which says nothing about the scenarios.  A hang
+    caused by a scenario hangs again and fails."""
     image = KERNELS / f"ksm-6.1.192-{kernel}.bzImage"
     if not image.exists() or not shutil.which("qemu-system-x86_64"):
         pytest.skip(f"needs qemu-system-x86_64 and {image}")
-    proc = subprocess.run([sys.executable, "-m", "harness", "vm", "--kernel", image, "--numa", "2",
-                           "--timeout", "900", "--out", out, "run", "-q", *scenarios],
-                          cwd=REPO, capture_output=True, text=True, timeout=1000)
-    result = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else None
-    assert result, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc, result
+    for attempt in (1, 2):
+        where = out / f"boot{attempt}"
+        proc = subprocess.run([sys.executable, "-m", "harness", "vm", "--kernel", image, "--numa", "2",
+                               "--timeout", str(timeout), "--out", where, "run", "-q", *scenarios],
+                              cwd=REPO, capture_output=True, text=True, timeout=timeout + 100)
+        if (where / "result.json").exists():
+            return proc, json.loads((where / "result.json").read_text())
+        print(f"boot {attempt} of {kernel} brought back no results:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    pytest.fail(f"no results from {kernel} in two boots")
 
 
 def base_name(s):
@@ -54,7 +63,7 @@ def base_name(s):
 
 
 def test_fixed_kernel_passes_the_default_suite(tmp_path):
-    proc, result = boot("fixed", [REPO / "scenarios"], tmp_path)
+    proc, result = boot("fixed", [REPO / "scenarios"], tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     seed = {s["name"]: s["status"] for s in result["scenarios"] if s["file"].startswith(str(SEED))}
     # one boot ran every seed scenario, both merge_across_nodes directions,
