@@ -55,7 +55,7 @@ def cmd_run(args):
     for fmt, path in outputs.items():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         WRITERS[fmt](result, path)
-    print(summary(result, colour=sys.stdout.isatty()))
+    print(summary(result, colour=sys.stdout.isatty()), end="")
     statuses = {s.status for s in result.scenarios}
     if statuses & {FAIL, ERROR}:
         return errors.EXIT_FAIL

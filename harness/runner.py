@@ -20,7 +20,7 @@ from .cleanup import Cleanup
 from .errors import CannotRun, DeadlineExceeded, HarnessError, KernelError, Skip, WorkerError
 from .journal import Journal
 from .kmsg import KmsgWatcher
-from .knobs import RUN_UNMERGE, Knobs, WriteResult
+from .knobs import NEED_UNSHARED, RUN_UNMERGE, Knobs, WriteResult
 from .metrics import Metrics
 from .results import ERROR, FAIL, PASS, SKIP, Check, RunResult, ScenarioResult, StepMark
 from .sampler import Counters, Sampler, deltas
@@ -220,8 +220,11 @@ class ScenarioRun:
             if not setup:
                 self.check(f"knob {name}={value} gives {expect}", ok,
                            f"{w.result.value} after {w.seconds:.3f}s")
-            if ok and name == "run" and value == RUN_UNMERGE and not setup:
-                self.invariant(f"after run=2 (line {self.current_line})")
+            # after an unmerge, and after a knob the kernel lets change only
+            # with nothing shared (NEED_UNSHARED)
+            unshared = (name, value) == ("run", RUN_UNMERGE) or name in NEED_UNSHARED
+            if unshared and not setup and w.result is WriteResult.OK:
+                self.invariant(f"after {name}={value} (line {self.current_line})")
         return results
 
     # -- invariants and checks --
