@@ -43,6 +43,9 @@ INIT_ERROR = "ksm-harness-init: error:"  # console prefix of a failed /init step
 # Modules a distro kernel needs for /init: the 9p transport over virtio-pci and
 # overlayfs.  Their dependencies are resolved from each module's modinfo.
 GUEST_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
+# Loaded too where the kernel has them as modules: swap devices for scenarios
+# (a loop device over a file keeps swapcache, zram bypasses it).
+OPTIONAL_GUEST_MODULES = ("loop", "zram")
 
 # msize: the largest 9p message; virtio's transport caps it near 512 KiB in 6.1
 # (net/9p/trans_virtio.c, VIRTQUEUE_NUM pages).  Bigger messages mean fewer
@@ -220,8 +223,10 @@ def module_depends(elf: bytes) -> List[str]:
     return [d.replace("-", "_") for d in value.split(",") if d]
 
 
-def module_closure(modules_dir: Path, wanted: Sequence[str] = GUEST_MODULES) -> List[Tuple[str, bytes]]:
-    """The modules that `wanted` needs, dependencies first, as (name, ELF bytes).
+def module_closure(modules_dir: Path, wanted: Sequence[str] = GUEST_MODULES,
+                   optional: Sequence[str] = OPTIONAL_GUEST_MODULES) -> List[Tuple[str, bytes]]:
+    """The modules that `wanted` needs, dependencies first, as (name, ELF bytes),
+    then those of `optional` that exist (as modules; built in needs nothing).
 
     modules_dir is a /lib/modules/VERSION directory.  A module listed in its
     modules.builtin is built in and skipped.  Debian's linux-image packages
@@ -264,6 +269,9 @@ def module_closure(modules_dir: Path, wanted: Sequence[str] = GUEST_MODULES) -> 
 
     for name in wanted:
         visit(name, ())
+    for name in optional:
+        if name in files:
+            visit(name, ())
     return ordered
 
 

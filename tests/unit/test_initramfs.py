@@ -104,6 +104,13 @@ def test_module_closure_orders_dependencies_first(tmp_path):
                      "fscache", "netfs", "9p", "overlay"]
 
 
+def test_module_closure_takes_optional_modules_that_exist(tmp_path):
+    root = modules_dir(tmp_path)
+    fake_module(root / "kernel/drivers/block/loop.ko", [])  # zram absent: skipped, not an error
+    names = [name for name, _ in initramfs.module_closure(root)]
+    assert names[-1] == "loop" and "zram" not in names
+
+
 def test_module_closure_decompresses(tmp_path):
     elf = dict(initramfs.module_closure(modules_dir(tmp_path)))["9pnet_virtio"]
     assert elf.startswith(b"\x7fELF") and b"depends=9pnet" in elf
