@@ -93,6 +93,13 @@ mount -t debugfs debugfs $R/sys/kernel/debug || fail "mount debugfs"
 mount -t tmpfs -o mode=0755 cgroup $R/sys/fs/cgroup || fail "mount tmpfs on cgroup"
 mkdir $R/sys/fs/cgroup/memory
 mount -t cgroup -o memory memory $R/sys/fs/cgroup/memory || fail "mount cgroup v1 memory"
+# The first memcg below the root switches kmem accounting on: a static key in
+# every kmalloc, patched live through int3 (mm/memcontrol.c memcg_online_kmem()
+# -> static_branch_enable(), arch/x86/kernel/alternative.c text_poke_bp()).
+# Under multi-threaded TCG a vCPU running kmalloc while that patch lands can
+# spin on the int3 for good (seen on 6.1: RCU stalls in cgroup_mkdir, about one
+# boot in twelve).  Flip it now, while nothing else runs.
+mkdir $R/sys/fs/cgroup/memory/ksm-harness-boot && rmdir $R/sys/fs/cgroup/memory/ksm-harness-boot
 # The host's /run (pid files, sockets) means nothing in the guest.
 mount -t tmpfs -o mode=0755 run $R/run || fail "mount $R/run"
 mkdir -p $RES

@@ -71,7 +71,9 @@ def test_init_script_names_the_contract():
     assert f"RES=$R{initramfs.GUEST_RESULTS}" in script
     assert f"{initramfs.GUEST_RESULTS}/{initramfs.COMMAND_FILE}" in script
     assert f"$RES/{initramfs.EXIT_FILE}" in script
-    assert "mount -t cgroup -o memory memory $R/sys/fs/cgroup/memory" in script
+    memcg = script.index("mount -t cgroup -o memory memory $R/sys/fs/cgroup/memory")
+    # kmem accounting's static key is switched on before the command runs
+    assert memcg < script.index("mkdir $R/sys/fs/cgroup/memory/ksm-harness-boot") < script.index("chroot $R")
     assert "poweroff -f" in script
     assert not re.search(r"\{[a-z_]+\}", script)  # every template field filled
 
