@@ -62,8 +62,10 @@ class Metrics:
         if "." not in cond.name:
             now = self.counters.read()
             knobs = self.counters.knobs
-            if cond.name not in now and knobs.has(cond.name) and knobs.read(cond.name).isdigit():
-                now[cond.name] = knobs.read_int(cond.name)  # a setting ksmd changes itself (advisor)
+            if cond.name not in now and knobs.has(cond.name):
+                setting = knobs.read(cond.name)  # a setting ksmd changes itself (advisor)
+                if setting.isdigit():
+                    now[cond.name] = int(setting)
             if cond.name not in now:
                 raise KernelError(f"counter {cond.name!r} does not exist on this kernel: list it under "
                                   f"requires.knobs or requires.vmstat so that the scenario skips here")

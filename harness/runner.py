@@ -350,9 +350,8 @@ class ScenarioRun:
 
     def fault_injection(self, a):
         if a["on"]:
-            for w in self.state.workers_of("all"):
-                if w.exit is None:
-                    w.call("fault_in_own", timeout=self.left())
+            for w in self.state.select(["all"]):
+                w.call("fault_in_own", timeout=self.left())
             self.injector = self.ctx.faults.arm(
                 self.ctx.swap.block_device_name(self.swap_dev), times=a["times"],
                 journal=self.journaled("faultinject", faultinject.to_journal, self.ctx.cleanup))

@@ -21,7 +21,7 @@ import time
 
 import psutil
 
-from .errors import WorkerError
+from .errors import DeadlineExceeded, WorkerError
 from .wait import wait_until
 
 
@@ -130,14 +130,18 @@ class WorkerPool:
     def wait_exit(self, pid, timeout=10.0):
         """How a worker ended (it must be dead or dying); reaps it."""
         deadline = time.monotonic() + timeout
-        while pid not in self._exited:
-            self._lines.send({"op": "reap", "pids": [pid]})
-            reply = self._lines.read(deadline, "zygote reap")
-            self._exited.update({int(k): v for k, v in reply["exited"].items()})
+
+        def reaped():
             if pid not in self._exited:
-                if time.monotonic() >= deadline:
-                    raise WorkerError(f"worker {pid} did not exit")
-                time.sleep(0.005)
+                self._lines.send({"op": "reap", "pids": [pid]})
+                reply = self._lines.read(deadline, "zygote reap")
+                self._exited.update({int(k): v for k, v in reply["exited"].items()})
+            return pid in self._exited
+
+        try:
+            wait_until(reaped, timeout, f"worker {pid} exit")
+        except DeadlineExceeded:
+            raise WorkerError(f"worker {pid} did not exit") from None
         return self._exited[pid]
 
     def _reap_alive(self, procs):

@@ -189,7 +189,7 @@ class Worker:
         aside.  Called before fault injection fails reads of the swap device:
         an own page swapped out by memcg pressure would otherwise die with
         SIGBUS outside any measurement (do_swap_page() on a failed read)."""
-        ours = [(int(ffi.cast("uintptr_t", r.base)), r.npages * PAGE_SIZE) for r in self.regions.values()]
+        ours = [(r.describe()["addr"], r.npages * PAGE_SIZE) for r in self.regions.values()]
         pages = 0
         with open("/proc/self/maps") as maps:
             spans = [line.split()[:2] for line in maps]

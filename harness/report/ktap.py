@@ -18,7 +18,7 @@ An errored scenario is "not ok N name # error reason", as kselftest.h's
 ksft_test_result_error() prints it; the totals line is ksft_print_cnts()'s.
 """
 from ..results import ERROR, FAIL, PASS, SKIP
-from .terminal import exercised, one_line, problems, totals
+from .terminal import diagnostics, one_line, totals
 
 
 def _name(s):
@@ -35,7 +35,7 @@ def render(run):
         reason = one_line(s.reason)
         if s.status == FAIL and reason:  # skip and error reasons go on the result line
             lines.append(f"# {_name(s)}: {reason}")
-        lines.extend(f"# {p}" for p in problems(s) + [exercised(s)] if p)
+        lines.extend(f"# {p}" for p in diagnostics(s))
         result = "ok" if s.status in (PASS, SKIP) else "not ok"
         line = f"{result} {number} {_name(s)}"
         if s.status == SKIP:

@@ -88,6 +88,12 @@ def exercised(scenario):
     return f"exercised: {', '.join(moved)}" if moved else ""
 
 
+def diagnostics(scenario):
+    """The lines shown under a scenario's result: its problems, then what it
+    exercised (when anything moved)."""
+    return problems(scenario) + [line for line in (exercised(scenario),) if line]
+
+
 def format_duration(seconds):
     """"0.52s", "12.3s", "2m03s", "1h02m"."""
     if seconds < 10:
@@ -125,7 +131,7 @@ def summary(run, colour=False):
         if s.reason:
             line += f"  {one_line(s.reason)}"
         lines.append(line.rstrip())
-        lines.extend(f"      {p}" for p in problems(s) + [exercised(s)] if p)
+        lines.extend(f"      {p}" for p in diagnostics(s))
         lines.extend(f"      note: {one_line(n)}" for n in s.notes)
     count = totals(run)
     lines.append(
