@@ -6,7 +6,8 @@ pages of different nodes (mm/ksm.c: get_kpfn_nid() picks the tree).
 from pathlib import Path
 
 from ._mem import ffi, lib
-from .errors import KernelError
+from .errors import DeadlineExceeded, KernelError
+from .wait import wait_until
 
 NODE_ROOT = Path("/sys/devices/system/node")
 MPOL_MF_MOVE_ALL = 4  # move pages mapped by other processes too (KSM pages are)
@@ -47,7 +48,27 @@ def page_nodes(pid, addrs):
     return _move_pages(pid, addrs, None)
 
 
-def migrate(pid, addrs, node):
-    """Move pages to `node`; returns per-page status (node, or negative errno).
-    KSM pages migrate like others since 3.9 (ksm_migrate_page())."""
-    return _move_pages(pid, addrs, [node] * len(addrs))
+def migrate(pid, addrs, node, timeout=10.0):
+    """Move pages to `node`; returns (pages there afterwards, move_pages calls).
+    KSM pages migrate like others since 3.9 (ksm_migrate_page()), but a page
+    that ksmd holds while it scans it has a raised refcount, so
+    migrate_pages() gives up on it with -EAGAIN after its retries, and
+    move_pages() then stops: it returns the number of pages not moved and
+    writes no status for the rest of the batch
+    (mm/migrate.c: move_pages_and_store_status()).  So keep moving the pages
+    that are still elsewhere until all are there or the deadline passes."""
+    calls = 0
+
+    def moved_all():
+        nonlocal calls
+        left = [a for a, n in zip(addrs, page_nodes(pid, addrs)) if n >= 0 and n != node]
+        if left:
+            calls += 1
+            _move_pages(pid, left, [node] * len(left))
+        return not left
+    try:
+        wait_until(moved_all, timeout, f"moving {len(addrs)} pages of pid {pid} to node {node}",
+                   interval=0.05)
+    except DeadlineExceeded:
+        pass  # the caller reports how many moved and its checks decide
+    return sum(1 for n in page_nodes(pid, addrs) if n == node), calls

@@ -454,9 +454,9 @@ class ScenarioRun:
         elif act == "migrate":
             info = w.regions[region]
             addrs = [info["addr"] + i * PAGE_SIZE for i in range(info["npages"])]
-            status = numa.migrate(w.pid, addrs, a["node"])
-            moved = sum(1 for s in status if s == a["node"])
-            self.state.notes.append(f"{w.name}.{region}: {moved}/{len(addrs)} pages now on node {a['node']}")
+            moved, calls = numa.migrate(w.pid, addrs, a["node"])
+            self.state.notes.append(f"{w.name}.{region}: {moved}/{len(addrs)} pages now on node {a['node']}"
+                                    f" ({calls} move_pages calls)")
         elif act == "exit":
             w.send("exit")
             w.exit = w.pool.wait_exit(w.pid)
