@@ -26,7 +26,7 @@ OPS = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.l
 def on_node(view, node):
     """Pages of one process's region whose frame is on `node`."""
     addrs = [view.addr + i * pages.PAGE_SIZE for i, pfn in enumerate(view.pfns) if pfn]
-    return sum(1 for n in numa.page_nodes(view.pid, addrs) if n == node) if addrs else 0
+    return numa.pages_on(view.pid, addrs, node)
 
 
 class Metrics:

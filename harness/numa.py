@@ -48,6 +48,11 @@ def page_nodes(pid, addrs):
     return _move_pages(pid, addrs, None)
 
 
+def pages_on(pid, addrs, node):
+    """How many of the pages at addrs are on `node`."""
+    return sum(1 for n in page_nodes(pid, addrs) if n == node) if addrs else 0
+
+
 def migrate(pid, addrs, node, timeout=10.0):
     """Move pages to `node`; returns (pages there afterwards, move_pages calls).
     KSM pages migrate like others since 3.9 (ksm_migrate_page()), but a page
@@ -71,4 +76,4 @@ def migrate(pid, addrs, node, timeout=10.0):
                    interval=0.05)
     except DeadlineExceeded:
         pass  # the caller reports how many moved and its checks decide
-    return sum(1 for n in page_nodes(pid, addrs) if n == node), calls
+    return pages_on(pid, addrs, node), calls
