@@ -4,6 +4,8 @@ Every error says what went wrong and what to do next.  The CLI maps each
 class to an exit code (see EXIT_* below), so `git bisect run` works.
 """
 
+import re
+
 EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
@@ -37,7 +39,11 @@ class InputError(HarnessError):
         if self.file:
             where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
         field = f"{self.field}: " if self.field else ""
-        return f"{where}{field}{self.message}"
+        # one line whatever a file holds: a control character in a key shows as its escape
+        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], f"{where}{field}{self.message}")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class CannotRun(HarnessError):

@@ -6,6 +6,7 @@ mm/ksm.c declares them with __ATTR_RW / __ATTR_RO.
 """
 import enum
 import errno
+import re
 import stat
 import time
 from dataclasses import dataclass
@@ -23,6 +24,20 @@ RUN_STOP, RUN_MERGE, RUN_UNMERGE = "0", "1", "2"
 # *_store() handlers return -EBUSY when ksm_pages_shared (or, since 3.9,
 # remove_all_stable_nodes()) says stable nodes remain.
 NEED_UNSHARED = ("merge_across_nodes", "max_page_sharing")
+
+# Every file mm/ksm.c has declared in /sys/kernel/mm/ksm from 3.9 to 6.18:
+# KSM_ATTR() (mode 0644, a setting) and KSM_ATTR_RO() (0444, a counter).
+# A scenario may write only a setting; a name outside both lists is checked
+# against the live directory, so a newer kernel's knob still works there.
+SETTINGS = ("run", "sleep_millisecs", "pages_to_scan", "merge_across_nodes", "use_zero_pages",
+            "max_page_sharing", "stable_node_chains_prune_millisecs", "smart_scan", "advisor_mode",
+            "advisor_max_cpu", "advisor_min_pages_to_scan", "advisor_max_pages_to_scan",
+            "advisor_target_scan_time")
+COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile", "full_scans",
+            "stable_node_dups", "stable_node_chains", "pages_scanned", "pages_skipped", "ksm_zero_pages",
+            "general_profit")
+# a file name in that directory: never a path
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class WriteResult(enum.Enum):
@@ -74,6 +89,25 @@ class Knobs:
 
     def has(self, name):
         return (self.root / name).is_file()
+
+    def why_not_writable(self, name):
+        """None when a scenario may write `name`, else why not: only plain
+        names of settings (mm/ksm.c KSM_ATTR), never a counter or a path."""
+        if not NAME_RE.match(name):
+            return "is not a knob name (a file name in /sys/kernel/mm/ksm, e.g. pages_to_scan)"
+        if name in COUNTERS or (name not in SETTINGS and self.has(name) and name in self.counters()):
+            return "is a counter the kernel keeps (read-only), not a knob to write"
+        if name not in SETTINGS and name not in self.settings():
+            return f"is not a KSM knob (known: {', '.join(SETTINGS)})"
+        return None
+
+    def why_not_readable(self, name):
+        """None when `name` can be read as a KSM knob or counter, else why not."""
+        if not NAME_RE.match(name):
+            return "is not a knob name (a file name in /sys/kernel/mm/ksm, e.g. run)"
+        if name not in SETTINGS + COUNTERS and not self.has(name):
+            return f"is not a KSM knob or counter (known: {', '.join(SETTINGS + COUNTERS)})"
+        return None
 
     def read(self, name):
         try:

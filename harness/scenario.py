@@ -6,15 +6,18 @@ file:line and the field (exit code 2).  The format is documented in README.md
 ("Writing scenarios") and described by harness/schema/scenario.schema.json.
 """
 import itertools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Tuple
 
-from . import yamlload
+from . import limits as limits_mod, pages, yamlload
 from .errors import InputError
+from .knobs import Knobs
 
-PAGE = 4096
+PAGE = pages.PAGE_SIZE  # the worker maps with the system's page size: sizes are counted in it
+MAX_NODE = 127  # mem.c ksmh_mbind() passes a 128-bit node mask
 SIZE_RE = re.compile(r"^(\d+)\s*([KMGkmg]?)(i?[Bb])?$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 COND_RE = re.compile(r"^\s*(\+)?([A-Za-z_][\w.\[\]:]*)\s*(==|!=|>=|<=|>|<)\s*(-?\d+)(%?)\s*$")
@@ -125,9 +128,6 @@ class Scenario:
     steps: Tuple[Step, ...]
     expect: Tuple[Expectation, ...]
     timeout: float  # seconds for the whole scenario
-
-    def group(self, name):
-        return next((g for g in self.workers if g.name == name), None)
 
 
 PATH_PART_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -248,16 +248,32 @@ def _check_metric(ctx, cond, groups, m, key, where):
 
 
 WORKER_SEL_RE = re.compile(r"^(all|[a-z][a-z0-9_-]*)(\[(\d+)?(:)?(\d+)?\])?$")
-PAGES_RE = re.compile(r"^(all|\d+-\d+|\d+|\d+%|last \d+%)$")
+PAGES_RE = re.compile(r"^(all|(\d+)-(\d+)|(\d+)|(last )?(\d+)%)$")
+
+
+def _at_least(ctx, m, key, where, value, low, what=None):
+    """value >= low, or an InputError naming the field."""
+    if value is not None and value < low:
+        raise ctx.error(f"must be {what or f'>= {low}'}, not {value!r}", m, key, f"{where}.{key}")
+    return value
+
+
+def _within(ctx, m, key, where, value, low, high):
+    if value is not None and not low <= value <= high:
+        raise ctx.error(f"must be {low}..{high}, not {value!r}", m, key, f"{where}.{key}")
+    return value
 
 
 class Parser:
-    def __init__(self, file, doc, params):
+    def __init__(self, file, doc, params, limits, knobs):
         self.ctx = Ctx(file, doc)
         self.doc = doc
         self.params = params
+        self.limits = limits  # harness.limits.Limits: what this machine can hold
+        self.knobs = knobs  # the KSM directory, to tell knobs from counters and paths
         self.groups = {}  # group name -> set of region names
-        self.group_sizes = {}
+        self.group_sizes = {}  # group name -> worker count
+        self.group_pages = {}  # group name -> {region name: pages}
 
     def err(self, msg, node, key=None, field=None):
         return self.ctx.error(msg, node, key, field)
@@ -267,11 +283,16 @@ class Parser:
         if m is None:
             m = yamlload.Map()
         _keys(self.ctx, m, where, {"kernel", "knobs", "numa_nodes", "swap", "thp", "fault_injection",
-                                   "memcg", "ksm_stat", "vmstat", "root"})
+                                   "memcg", "ksm_stat", "vmstat"})
         kernel = _typed(self.ctx, m, "kernel", where, (str, float, int))
         if kernel is not None and not re.match(r"^\d+(\.\d+){0,2}$", str(kernel)):
             raise self.err(f"bad kernel version {kernel!r} (want e.g. '3.9')", m, "kernel", f"{where}.kernel")
         knobs = _typed(self.ctx, m, "knobs", where, (list,), [])
+        for i, k in enumerate(knobs):
+            why = self.knobs.why_not_readable(str(k))
+            if why:
+                raise InputError(f"{k!r} {why}", file=self.ctx.file, line=m.line_of("knobs"),
+                                 field=f"{where}.knobs[{i}]")
         vmstat = _typed(self.ctx, m, "vmstat", where, (list,), [])
         swap = _typed(self.ctx, m, "swap", where, (str,))
         if swap is not None and swap not in SWAP_KINDS + ("any",):
@@ -279,7 +300,8 @@ class Parser:
         return Requirements(
             kernel=str(kernel) if kernel is not None else None,
             knobs=tuple(str(k) for k in knobs),
-            numa_nodes=_typed(self.ctx, m, "numa_nodes", where, (int,), 1),
+            numa_nodes=_within(self.ctx, m, "numa_nodes", where, _typed(self.ctx, m, "numa_nodes", where, (int,), 1),
+                               1, MAX_NODE + 1),
             swap=swap,
             thp=_typed(self.ctx, m, "thp", where, (bool,), False),
             fault_injection=_typed(self.ctx, m, "fault_injection", where, (bool,), False),
@@ -307,7 +329,7 @@ class Parser:
         if not isinstance(seq, yamlload.Seq) or not seq:
             raise InputError("must be a non-empty list of worker groups", file=self.ctx.file,
                              line=self.ctx.line_at(seq, "workers"), field="workers")
-        out = []
+        out, mapped = [], 0
         for i, m in enumerate(seq):
             where = f"workers[{i}]"
             _keys(self.ctx, m, where, {"name", "count", "regions", "prctl_merge"}, ("name", "regions"))
@@ -333,12 +355,18 @@ class Parser:
                 if any(x.name == rname for x in regions):
                     raise self.err(f"region {rname!r} defined twice", r, "name", f"{rw}.name")
                 pattern = self.pattern(r, "pattern", f"{rw}.pattern") if "pattern" in r else Pattern("same", 1, 1)
-                node = _typed(self.ctx, r, "node", rw, (int,))
+                node = _within(self.ctx, r, "node", rw, _typed(self.ctx, r, "node", rw, (int,)), 0, MAX_NODE)
                 regions.append(Region(rname, parse_size(self.ctx, r, "size", rw), pattern,
                                       _typed(self.ctx, r, "mergeable", rw, (bool,), True), node,
                                       _typed(self.ctx, r, "thp", rw, (bool,)), r.line))
             self.groups[name] = {r.name for r in regions}
             self.group_sizes[name] = count
+            self.group_pages[name] = {r.name: r.npages for r in regions}
+            mapped += count * sum(r.npages for r in regions)
+            if mapped > self.limits.memory_pages:
+                raise self.err(f"the workers map {mapped * PAGE >> 20} MiB in all, more than this machine's "
+                               f"memory plus swap ({self.limits.memory_pages * PAGE >> 20} MiB): make regions "
+                               f"smaller or fewer", m, "count" if "count" in m else "regions", f"{where}.count")
             out.append(WorkerGroup(name, count, tuple(regions),
                                    _typed(self.ctx, m, "prctl_merge", where, (bool,), False), m.line))
         return tuple(out)
@@ -391,9 +419,37 @@ class Parser:
         if "wait_for" not in m:
             return None
         w = m["wait_for"]
-        _keys(self.ctx, w, f"{where}.wait_for", {"knob", "value", "timeout"}, ("knob", "value"))
-        return {"knob": _typed(self.ctx, w, "knob", where, (str,)), "value": str(w["value"]),
-                "timeout": _typed(self.ctx, w, "timeout", where, (int, float), 60)}
+        wf = f"{where}.wait_for"
+        _keys(self.ctx, w, wf, {"knob", "value", "timeout"}, ("knob", "value"))
+        knob = _typed(self.ctx, w, "knob", wf, (str,))
+        why = self.knobs.why_not_readable(knob)
+        if why:
+            raise self.err(f"{knob!r} {why}", w, "knob", f"{wf}.knob")
+        timeout = _typed(self.ctx, w, "timeout", wf, (int, float), 60)
+        return {"knob": knob, "value": str(w["value"]), "timeout": _at_least(self.ctx, w, "timeout", wf, timeout,
+                                                                               1e-3, "> 0")}
+
+    def page_range(self, m, where, region, workers):
+        """A `pages:` value checked against the region it applies to."""
+        spec = str(m["pages"])
+        match = PAGES_RE.match(spec)
+        if not match:
+            raise self.err(f"bad page range {spec!r} (all, 10-19, 7, 50%, 'last 50%')", m, "pages", f"{where}.pages")
+        _, lo, hi, single, _, pct = match.groups()
+        field = f"{where}.pages"
+        if pct is not None and not 1 <= int(pct) <= 100:
+            raise self.err(f"{spec!r}: a share of the region is 1% to 100%", m, "pages", field)
+        if lo is not None and int(lo) > int(hi):
+            raise self.err(f"{spec!r}: the first page comes after the last", m, "pages", field)
+        first = lo if lo is not None else single
+        if first is not None and region not in (None, "all"):
+            named = {WORKER_SEL_RE.match(w).group(1) for w in workers}
+            groups = self.group_sizes if "all" in named else named
+            npages = min(self.group_pages[g][region] for g in groups if region in self.group_pages[g])
+            if int(first) >= npages:
+                raise self.err(f"{spec!r}: the region {region!r} has only {npages} pages (0..{npages - 1})",
+                               m, "pages", field)
+        return spec
 
     ACTIONS = {
         # action: (allowed keys besides do/workers, required)
@@ -410,8 +466,12 @@ class Parser:
     }
 
     def step(self, m, where, in_concurrent=False):
-        if not isinstance(m, yamlload.Map) or len(set(m) & {"knob", "wait", "do", "concurrent", "check",
-                                                             "repeat", "fault_injection", "cgroup"}) != 1:
+        # `repeat: N` beside `concurrent:` is how often the race runs, not a repeat step
+        kinds = set(m) & {"knob", "wait", "do", "concurrent", "check", "repeat", "fault_injection", "cgroup"} \
+            if isinstance(m, yamlload.Map) else set()
+        if "concurrent" in kinds:
+            kinds.discard("repeat")
+        if len(kinds) != 1:
             raise InputError("a step is a mapping with exactly one of: knob, wait, do, concurrent, check, "
                              "repeat, fault_injection, cgroup", file=self.ctx.file,
                              line=self.ctx.line_at(m, where), field=where)
@@ -423,7 +483,7 @@ class Parser:
             expect = m.get("expect", "ok")
             if expect not in WRITE_RESULTS:
                 raise self.err(f"expect must be one of {', '.join(WRITE_RESULTS)}", m, "expect", f"{where}.expect")
-            writes = tuple((str(n), self.knob_value(k, n, f"{where}.knob")) for n in k)
+            writes = self.knob_writes(k, f"{where}.knob")
             return Step("knob", {"writes": writes, "expect": expect, "name": m.get("name")}, m.line)
         if "wait" in m or "check" in m:
             kind = "wait" if "wait" in m else "check"
@@ -434,7 +494,8 @@ class Parser:
             _keys(self.ctx, body, f"{where}.{kind}", {"until", "timeout"}, ("until",))
             cond = parse_condition(self.ctx, body, "until", f"{where}.{kind}")
             _check_metric(self.ctx, cond, self.groups, body, "until", f"{where}.{kind}.until")
-            timeout = _typed(self.ctx, body, "timeout", f"{where}.{kind}", (int, float), 60)
+            timeout = _at_least(self.ctx, body, "timeout", f"{where}.{kind}",
+                                _typed(self.ctx, body, "timeout", f"{where}.{kind}", (int, float), 60), 1e-3, "> 0")
             return Step(kind, {"until": cond, "timeout": timeout}, m.line)
         if "do" in m:
             action = m["do"]
@@ -446,10 +507,7 @@ class Parser:
             args = {"do": action, "workers": self.worker_selector(m, "workers", where), "name": m.get("name")}
             args["region"] = self.region_ref(m, where, args["workers"], required="region" in required)
             if "pages" in m:
-                if not PAGES_RE.match(str(m["pages"])):
-                    raise self.err(f"bad page range {m['pages']!r} (all, 10-19, 7, 50%, 'last 50%')", m,
-                                   "pages", f"{where}.pages")
-                args["pages"] = str(m["pages"])
+                args["pages"] = self.page_range(m, where, args["region"], args["workers"])
             if "pattern" in m:
                 args["pattern"] = self.pattern(m, "pattern", f"{where}.pattern")
             if "advice" in m and m["advice"] not in ADVICE:
@@ -463,6 +521,13 @@ class Parser:
                                ("node", (int,))):
                 if key in m:
                     args[key] = _typed(self.ctx, m, key, where, types)
+            for key, low, high in (("threads", 1, self.limits.threads), ("count", 1, 1 << 40),
+                                   ("depth", 1, self.limits.fork_depth), ("live_cap", 0, 1 << 20),
+                                   ("node", 0, MAX_NODE)):
+                _within(self.ctx, m, key, where, args.get(key), low, high)
+            for key in ("pace_us", "interval_us", "lifetime_us"):
+                _at_least(self.ctx, m, key, where, args.get(key), 0)
+            _at_least(self.ctx, m, "duration", where, args.get("duration"), 1e-3, "> 0")
             if args.get("until_done") and not in_concurrent:
                 raise self.err("until_done only makes sense inside a concurrent step", m, "until_done",
                                f"{where}.until_done")
@@ -473,8 +538,10 @@ class Parser:
         if "fault_injection" in m:
             _keys(self.ctx, m, where, {"fault_injection", "times"})
             on = _typed(self.ctx, m, "fault_injection", where, (bool,))
-            return Step("fault_injection", {"on": on, "times": _typed(self.ctx, m, "times", where, (int,), -1)},
-                        m.line)
+            times = _typed(self.ctx, m, "times", where, (int,), -1)
+            if times == 0 or times < -1:
+                raise self.err(f"times must be -1 (no limit) or >= 1, not {times}", m, "times", f"{where}.times")
+            return Step("fault_injection", {"on": on, "times": times}, m.line)
         if "cgroup" in m:
             _keys(self.ctx, m, where, {"cgroup", "expect"})
             c = m["cgroup"]
@@ -497,14 +564,22 @@ class Parser:
             if not any(c.kind == "do" for c in children) or not any(c.kind != "do" for c in children):
                 raise self.err("concurrent: needs worker actions (do) and harness steps (knob/wait/...) to "
                                "race against each other", m, "concurrent", f"{where}.concurrent")
-            return Step("concurrent", {"name": m.get("name"), "repeat": _typed(self.ctx, m, "repeat", where,
-                                                                                (int,), 1)}, m.line, children)
+            repeat = _at_least(self.ctx, m, "repeat", where, _typed(self.ctx, m, "repeat", where, (int,), 1), 1)
+            return Step("concurrent", {"name": m.get("name"), "repeat": repeat}, m.line, children)
         _keys(self.ctx, m, where, {"repeat", "steps", "name"}, ("steps",))
         times = _typed(self.ctx, m, "repeat", where, (int,))
         if times < 1:
             raise self.err("repeat must be >= 1", m, "repeat", f"{where}.repeat")
         return Step("repeat", {"times": times, "name": m.get("name")}, m.line,
                     self.steps(m["steps"], f"{where}.steps"))
+
+    def knob_writes(self, m, where):
+        """(name, value) pairs of knobs to write: plain names of settings only."""
+        for n in m:
+            why = self.knobs.why_not_writable(str(n))
+            if why:
+                raise self.err(f"{n!r} {why}", m, n, f"{where}.{n}")
+        return tuple((str(n), self.knob_value(m, n, where)) for n in m)
 
     def knob_value(self, m, name, where):
         v = m[name]
@@ -576,7 +651,7 @@ class Parser:
         if "knobs" in setup:
             k = setup["knobs"]
             _keys(self.ctx, k, "setup.knobs", set(k) if isinstance(k, yamlload.Map) else set())
-            knobs = tuple((str(n), self.knob_value(k, n, "setup.knobs")) for n in k)
+            knobs = self.knob_writes(k, "setup.knobs")
         swap = None
         if "swap" in setup:
             s = setup["swap"]
@@ -584,6 +659,10 @@ class Parser:
             if s["kind"] not in SWAP_KINDS:
                 raise self.err(f"swap kind must be file or zram, not {s['kind']!r}", s, "kind", "setup.swap.kind")
             swap = {"kind": s["kind"], "npages": parse_size(self.ctx, s, "size", "setup.swap")}
+            # both kinds keep their pages in memory: a loop file on tmpfs, or zram
+            if swap["npages"] > self.limits.memory_pages:
+                raise self.err(f"{s['size']} is more than this machine's memory plus swap "
+                               f"({self.limits.memory_pages * PAGE >> 20} MiB)", s, "size", "setup.swap.size")
         cgroup = None
         if "cgroup" in setup:
             c = setup["cgroup"]
@@ -591,7 +670,8 @@ class Parser:
             cgroup = {"limit_pages": parse_size(self.ctx, c, "limit", "setup.cgroup")}
         steps = self.steps(doc["steps"])
         self.check_order(steps, swap, requires)
-        timeout = _typed(self.ctx, doc, "timeout", "scenario", (int, float), 300)
+        timeout = _at_least(self.ctx, doc, "timeout", "scenario",
+                            _typed(self.ctx, doc, "timeout", "scenario", (int, float), 300), 1e-3, "> 0")
         suffix = ",".join(f"{k}={v}" for k, v in self.params.items())
         return Scenario(
             name=f"{name}[{suffix}]" if suffix else name,
@@ -635,8 +715,15 @@ def _walk(steps):
 def substitute(value, params, file, line=None):
     """${name} in any string: a whole-string reference keeps the value's type."""
     if isinstance(value, yamlload.Map):
-        out = yamlload.Map((k, substitute(v, params, file, value.line_of(k))) for k, v in value.items())
-        out.line, out.key_lines = value.line, value.key_lines
+        # a key may be a parameter too ({"${knob}": 1}); a key is always a string
+        keys = {k: substitute(k, params, file, value.line_of(k)) if isinstance(k, str) else k for k in value}
+        if len(set(map(str, keys.values()))) < len(keys):
+            raise InputError("two keys of this mapping are the same once parameters are substituted", file=file,
+                             line=value.line, field="matrix")
+        out = yamlload.Map((str(keys[k]) if keys[k] is not k else k, substitute(v, params, file, value.line_of(k)))
+                           for k, v in value.items())
+        out.line = value.line
+        out.key_lines = {str(keys[k]) if keys[k] is not k else k: line for k, line in (value.key_lines or {}).items()}
         return out
     if isinstance(value, yamlload.Seq):
         out = yamlload.Seq(substitute(v, params, file, value.line_of(i)) for i, v in enumerate(value))
@@ -653,12 +740,15 @@ def substitute(value, params, file, line=None):
     return value
 
 
-def matrix_points(doc, file):
+def matrix_points(doc, file, limits):
     """The parameter sets of a file's matrix: a mapping of names to lists is
     their product; a list of mappings names each point (values that go
     together, such as a knob value and the metric it makes true)."""
     matrix = doc.get("matrix") or yamlload.Map()
+    too_many = f"more than {limits.matrix_points} points: split the file or list the points that matter"
     if isinstance(matrix, yamlload.Seq):
+        if len(matrix) > limits.matrix_points:
+            raise InputError(too_many, file=file, line=matrix.line, field="matrix")
         keys = None
         for i, point in enumerate(matrix):
             if not isinstance(point, yamlload.Map) or not point or (keys is not None and set(point) != keys):
@@ -674,25 +764,31 @@ def matrix_points(doc, file):
             raise InputError("must be a non-empty list of values", file=file, line=matrix.line_of(k),
                              field=f"matrix.{k}")
     names = list(matrix)
+    if math.prod(len(matrix[n]) for n in names) > limits.matrix_points:
+        raise InputError(too_many, file=file, line=doc.line_of("matrix"), field="matrix")
     return [dict(zip(names, values)) for values in itertools.product(*(matrix[n] for n in names))]
 
 
-def load_file(path):
-    """All scenarios of one file: one per point of its matrix."""
+def load_file(path, limits=None, knobs=None):
+    """All scenarios of one file: one per point of its matrix.  `limits`
+    (default: this machine's) bound what it may ask for; `knobs` is the KSM
+    directory the knob names are checked against."""
+    limits = limits or limits_mod.machine()
+    knobs = knobs or Knobs()
     path = Path(path)
     file = str(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", file=file) from None
-    doc = yamlload.load(text, file)
+    doc = yamlload.load(text, file, limits.yaml_nodes, limits.yaml_depth)
     if not isinstance(doc, yamlload.Map):
         raise InputError("a scenario file is a YAML mapping", file=file, line=1)
     out = []
-    for params in matrix_points(doc, file):
+    for params in matrix_points(doc, file, limits):
         body = substitute(yamlload.Map((k, v) for k, v in doc.items() if k != "matrix"), params, file)
         body.line, body.key_lines = doc.line, doc.key_lines
-        out.append(Parser(file, body, params).scenario())
+        out.append(Parser(file, body, params, limits, knobs).scenario())
     return out
 
 
@@ -709,9 +805,10 @@ def find_files(paths):
     return files
 
 
-def load_all(paths, keyword=None):
+def load_all(paths, keyword=None, limits=None, knobs=None):
     """Every scenario under paths (validated), filtered by -k substring."""
-    scenarios = [s for f in find_files(paths) for s in load_file(f)]
+    limits = limits or limits_mod.machine()
+    scenarios = [s for f in find_files(paths) for s in load_file(f, limits, knobs)]
     if keyword:
         scenarios = [s for s in scenarios if keyword in s.name]
     return scenarios

@@ -62,7 +62,7 @@ def test_ksm_pages_reach_swap_and_come_back(ksm, pool, swapfile):
     wait_until(lambda: merged([victim, partner]), 60, "pairs merged")
     ksm.write("run", "0")
     # MADV_PAGEOUT skips pages mapped by two processes: break the partner's COW
-    partner.call("touch", region="r", write=True)
+    partner.call("touch", region="r", write=True, threads=1, pace_us=0)
     assert view(victim).ksm_count == NPAGES
     before = read_vmstat()
     swap_before = psutil.Process(victim.pid).memory_full_info().swap
@@ -71,7 +71,7 @@ def test_ksm_pages_reach_swap_and_come_back(ksm, pool, swapfile):
     assert after["pswpout"] - before["pswpout"] >= NPAGES // 2
     assert view(victim).swapped >= NPAGES // 2
     assert psutil.Process(victim.pid).memory_full_info().swap > swap_before
-    reply = victim.call("touch", region="r")
+    reply = victim.call("touch", region="r", write=False, threads=1, pace_us=0)
     assert reply["sigbus"] == 0
     assert victim.call("verify", region="r")["bad"] == 0
     assert partner.call("verify", region="r")["bad"] == 0
@@ -82,7 +82,7 @@ def test_fork_storm_while_unmerging(ksm, pool):
     ksm.write("run", "1")
     wait_until(lambda: merged(ws, NPAGES * 99 // 100), 60, "merged")
     for w in ws:
-        w.send("fork", count=1 << 40, duration=30, depth=2, live_cap=16, until_told=True,
+        w.send("fork", count=1 << 40, duration=30, depth=2, live_cap=16, until_told=True, lifetime_us=0, interval_us=0,
                wait_file=str(ksm.root / "run"), wait_value="2")
     write = ksm.write("run", "2")
     for w in ws:

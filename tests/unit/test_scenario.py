@@ -50,7 +50,7 @@ def test_matrix_names_and_typed_substitution():
     assert s1.params == {"from": 1, "far": 0} and type(s1.params["from"]) is int
     assert dict(s1.knobs)["merge_across_nodes"] == "1"
     assert dict(s0.knobs)["merge_across_nodes"] == "0"
-    assert s1far.group("farvictim").regions[0].node == 1
+    assert next(g for g in s1far.workers if g.name == "farvictim").regions[0].node == 1
 
 
 def test_matrix_list_of_points(tmp_path):

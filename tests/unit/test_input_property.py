@@ -1,0 +1,133 @@
+"""Property: no scenario file, however broken, gets past load with anything
+but a scenario or one InputError line `FILE:LINE: FIELD: message` (exit 2 from
+the CLI), in bounded time and memory, and nothing is written under the KSM
+root.  Documents come from Hypothesis: generated from the JSON schema, and
+the shipped scenarios mutated (a value replaced, a key dropped or added, a
+list emptied)."""
+import json
+import re
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import yaml
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from harness import cli, runner, scenario  # noqa: E402
+from harness.errors import InputError  # noqa: E402
+from harness.knobs import Knobs  # noqa: E402
+from harness.limits import Limits  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((REPO / "harness/schema/scenario.schema.json").read_text())
+SHIPPED = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "scenarios").rglob("*.yaml"))]
+LIMITS = Limits(memory_pages=(8 << 30) // scenario.PAGE)
+ONE_LINE = re.compile(r"^\S+\.yaml(:\d+)?: (\S+: )?[^\n]+$")
+PEAK_BYTES = 64 << 20  # what loading one document may allocate at most
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(1 << 70), 1 << 70), st.floats(allow_nan=False),
+                    st.text(max_size=12), st.sampled_from(["all", "a[0]", "r", "10-5", "last 200%", "4M", "0",
+                                                           "${x}", "../run", "run", "2", "-1", "1G"]))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                      max_leaves=12)
+
+
+def paths(doc, prefix=()):
+    """Every (path, value) inside a document."""
+    yield prefix, doc
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    for k, v in items:
+        yield from paths(v, prefix + (k,))
+
+
+@st.composite
+def mutated(draw):
+    doc = json.loads(json.dumps(draw(st.sampled_from(SHIPPED))))
+    for _ in range(draw(st.integers(1, 4))):
+        where, _ = draw(st.sampled_from(list(paths(doc))))
+        if not where:
+            continue
+        parent = doc
+        for k in where[:-1]:
+            parent = parent[k]
+        how = draw(st.sampled_from(["replace", "drop", "add", "empty"]))
+        if how == "replace":
+            parent[where[-1]] = draw(values)
+        elif how == "drop":
+            del parent[where[-1]]
+        elif how == "add" and isinstance(parent, dict):
+            parent[draw(st.text(max_size=8))] = draw(values)
+        elif how == "empty":
+            parent[where[-1]] = [] if isinstance(parent[where[-1]], list) else {}
+    return doc
+
+
+def assert_loads_or_one_line(tmp_path, doc):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)
+    tracemalloc.start()
+    try:
+        scenario.load_file(path, LIMITS, Knobs(tmp_path / "no-ksm"))
+    except InputError as exc:
+        assert ONE_LINE.match(str(exc)), str(exc)
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < PEAK_BYTES
+
+
+SETTINGS = settings(max_examples=1500, deadline=2000, suppress_health_check=list(HealthCheck))
+
+
+@SETTINGS
+@given(doc=mutated())
+def test_mutated_scenarios(tmp_path_factory, doc):
+    assert_loads_or_one_line(tmp_path_factory.mktemp("m"), doc)
+
+
+def unrolled(schema):
+    """The schema with one level of nested steps: hypothesis-jsonschema cannot
+    resolve the recursion step -> concurrent/repeat -> step, so the steps
+    inside those are steps without concurrent or repeat."""
+    schema = json.loads(json.dumps(schema))
+    step = schema["$defs"]["step"]
+    leaf = dict(step, oneOf=[alt for alt in step["oneOf"]
+                             if not {"concurrent", "repeat"} & set(alt.get("properties", {}))])
+    schema["$defs"]["leafStep"] = leaf
+    for alt in step["oneOf"]:
+        for key in ("concurrent", "steps"):
+            if key in alt.get("properties", {}):
+                alt["properties"][key]["items"] = {"$ref": "#/$defs/leafStep"}
+    return schema
+
+
+@pytest.fixture(scope="module")
+def from_schema():
+    return pytest.importorskip("hypothesis_jsonschema").from_schema(unrolled(SCHEMA))
+
+
+@settings(max_examples=1000, deadline=2000, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_documents_from_the_schema(tmp_path_factory, from_schema, data):
+    assert_loads_or_one_line(tmp_path_factory.mktemp("g"), data.draw(from_schema))
+
+
+def test_cli_rejects_without_touching_the_ksm_root(tmp_path, monkeypatch, capsys):
+    """Bad input through `ksm-harness run`: exit 2, one line, and a fake KSM
+    root (where the run would write) is left byte for byte as it was."""
+    ksm = tmp_path / "ksm"
+    ksm.mkdir()
+    for name in ("run", "pages_to_scan", "pages_shared"):
+        (ksm / name).write_text("0\n")
+    before = {p.name: p.read_text() for p in ksm.iterdir()}
+    monkeypatch.setattr(runner, "Roots", lambda: runner.Roots.__wrapped__(ksm=ksm), raising=False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((REPO / "scenarios/core/merge-unmerge.yaml").read_text().replace(
+        "pages_to_scan", "../../../../proc/sys/vm/drop_caches", 1))
+    assert cli.main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a knob name" in err[0], err
+    assert {p.name: p.read_text() for p in ksm.iterdir()} == before
