@@ -19,6 +19,7 @@ from .knobs import Knobs
 PAGE = pages.PAGE_SIZE  # the worker maps with the system's page size: sizes are counted in it
 MAX_NODE = 127  # mem.c ksmh_mbind() passes a 128-bit node mask
 SIZE_RE = re.compile(r"^(\d+)\s*([KMGkmg]?)(i?[Bb])?$")
+PAGES_SIZE_RE = re.compile(r"^\s*(\d+)\s*pages$", re.ASCII)  # "100 pages"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 COND_RE = re.compile(r"^\s*(\+)?([A-Za-z_][\w.\[\]:]*)\s*(==|!=|>=|<=|>|<)\s*(-?\d+)(%?)\s*$")
 PROCESS_METRICS = ("ksm", "swapped", "present", "zero", "thp", "sigbus", "bad", "processes",
@@ -194,8 +195,8 @@ def parse_size(ctx, m, key, where):
     """'4M', '512K', '1G', 4096 (bytes) or '100 pages' -> pages."""
     v = m[key]
     field = f"{where}.{key}"
-    if isinstance(v, str) and v.endswith("pages") and v[:-5].strip().isdigit():
-        n = int(v[:-5])
+    if isinstance(v, str) and PAGES_SIZE_RE.match(v):
+        n = int(PAGES_SIZE_RE.match(v).group(1))
     elif isinstance(v, int) and not isinstance(v, bool):
         n = v // PAGE if v % PAGE == 0 else -1
     elif isinstance(v, str) and SIZE_RE.match(v.strip()):
@@ -376,7 +377,9 @@ class Parser:
         items = v if isinstance(v, list) else [v]
         for item in items:
             match = WORKER_SEL_RE.match(str(item))
-            if not match or (match.group(1) != "all" and match.group(1) not in self.groups):
+            # an index names workers of one group: 'all[0]' and an empty 'a[]' name none
+            if not match or (match.group(1) != "all" and match.group(1) not in self.groups) or \
+                    (match.group(2) and (match.group(1) == "all" or match.group(3) is match.group(4) is None)):
                 raise self.err(f"bad worker selector {item!r} (groups: {', '.join(self.groups)}; "
                                f"use NAME, NAME[i], NAME[i:j] or all)", m, key, f"{where}.{key}")
             if match.group(3) is not None and match.group(1) != "all" and not match.group(4):
