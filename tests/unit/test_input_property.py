@@ -1,8 +1,9 @@
 """Property: no scenario file, however broken, gets past load with anything
 but a scenario or one InputError line `FILE:LINE: FIELD: message` (exit 2 from
-the CLI, before the run starts), in bounded time and memory.  Documents come from Hypothesis: generated from the JSON schema, and
-the shipped scenarios mutated (a value replaced, a key dropped or added, a
-list emptied)."""
+the CLI, before the run starts), in bounded time and memory.  Documents come
+from Hypothesis: the shipped scenarios with parts generated from the JSON
+schema, and the shipped scenarios mutated (a value replaced, a key dropped or
+added, a list emptied)."""
 import json
 import re
 import tracemalloc
