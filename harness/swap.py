@@ -32,7 +32,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, List, Optional
 
 from . import kernel
@@ -246,6 +246,9 @@ class SwapManager:
         """
         done: List[str] = []
         first: Optional[BaseException] = None
+        if dev.kind == FILE and not dev.device:
+            # killed between `losetup --find --show` attaching and its answer
+            dev = replace(dev, device=self._loop_reading(dev))
         steps = [self._step_swapoff]
         steps += [self._step_detach_loop, self._step_unmount] if dev.kind == FILE else [self._step_remove_zram]
         for step in steps:
@@ -322,6 +325,15 @@ class SwapManager:
 
         wait_until(removed, SETTLE_TIMEOUT, f"zram{dev.zram_id} hot_remove")
         return f"zram hot_remove {dev.zram_id}"
+
+    def _loop_reading(self, dev: SwapDevice) -> str:
+        """The loop device attached to dev's backing file, or ""."""
+        block = os.path.join(self.sys, "block")
+        for name in sorted(os.listdir(block)) if os.path.isdir(block) else []:
+            found = replace(dev, device=os.path.join(self.dev, name))
+            if name.startswith("loop") and self._still_ours(found):
+                return found.device
+        return ""
 
     def _still_ours(self, dev: SwapDevice) -> bool:
         """True if the block device still is the one create() made: a loop
