@@ -17,8 +17,10 @@ KSMH_MATRIX_FAIL, "losetup -d" say, it fails instead).  Other phases are seen in
 knobs a scenario sets, fork-storm children, the run's cgroup.  Signals are
 sent to the harness's process group, as a terminal sends Ctrl-C.  A cgroup
 rmdir is made to fail for real, by a child cgroup made inside the run's.
-A swapoff in progress is a real one: a helper process holds 56 MiB paged out
-into the run's swap device, which swapoff reads back (try_to_unuse()).
+A swapoff in progress is a real one: a helper process holds 448 MiB paged
+out into the run's 512 MiB swap device, which swapoff reads back
+(mm/swapfile.c try_to_unuse()); the row says if swapoff was still running
+when the signal went.
 
 Needs root, KSM, loop swap and a memory cgroup; takes about 90 s here.  Run it
 alone (the runs it starts take the machine lock; it holds no lock itself).
@@ -41,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from harness import cgroup, probe  # noqa: E402
 from harness.knobs import Knobs  # noqa: E402
+from harness.swap import parse_swaps  # noqa: E402
 from harness.wait import wait_until  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "scenarios"
@@ -57,10 +60,10 @@ case "{name} $*" in
 esac
 exec {real} "$@"
 """
-# Fills 56 MiB, pages it out, says so, holds it until stdin closes.
+# Fills 448 MiB, pages it out, says so, holds it until stdin closes.
 SWAPPED = """
 import ctypes, mmap, sys
-size = 56 << 20
+size = 448 << 20
 m = mmap.mmap(-1, size)
 m.write(bytes(range(1, 256)) * (size // 255) + bytes(size % 255))
 ctypes.CDLL(None).madvise(ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(m))), ctypes.c_size_t(size), 21)
@@ -75,7 +78,7 @@ class Case:
         self.phase = phase  # setup, steps, concurrent, cleanup, swapoff
         self.scenario = scenario  # a file in tests/data/scenarios
         self.trigger = trigger  # callable(run) -> True when the phase is reached
-        self.signals = signals  # sent to the process group once triggered (a second one after 0.2 s)
+        self.signals = signals  # sent to the process group once triggered (a second one 20 ms later)
         self.fail = fail  # "NAME FIRSTARG" for the shim to fail
         self.block_rmdir = block_rmdir  # make a child cgroup in the run's once it exists
         self.hold_swap = hold_swap  # page 56 MiB out into the run's swap once it is on
@@ -103,6 +106,24 @@ class Run:
 
     def ran(self, prefix):
         return any(line.startswith(prefix) for line in self.commands())
+
+
+def children(pid):
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def comm(pid):
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def swap_used_mib():
+    return sum(e.used_kib for e in parse_swaps(Path("/proc/swaps").read_text())) >> 10
 
 
 def knobs_set(run):
@@ -168,6 +189,7 @@ def run_case(case, before):
         make_shims(tmp)
         run = Run(case, tmp)
         held = None
+        running = []
         try:
             if case.hold_swap:
                 wait_until(lambda: run.ran("swapon") or run.proc.poll() is not None, 60, "swapon")
@@ -180,11 +202,14 @@ def run_case(case, before):
             if case.trigger:
                 wait_until(lambda: case.trigger(run) or run.proc.poll() is not None, 120, case.name,
                            interval=0.001)
+                running = [comm(c) for c in children(run.proc.pid) if comm(c) in probe.COMMANDS]
+                if case.hold_swap:
+                    running.append(f"{swap_used_mib()}M")
                 for i, sig in enumerate(case.signals):
                     if i:
-                        time.sleep(0.2)
+                        time.sleep(0.02)
                     os.killpg(run.proc.pid, sig)
-            run.proc.communicate(timeout=300)
+            _, err = run.proc.communicate(timeout=300)
         finally:
             if held:
                 held.kill()
@@ -193,7 +218,8 @@ def run_case(case, before):
                 (run.group / "blocker").rmdir()
         reports = run.json.exists()
         statuses = [s["status"] for s in json.loads(run.json.read_text())["scenarios"]] if reports else []
-    wait_until(lambda: not [p for p in probe.take().processes if "harness" in p], 10, "harness processes gone")
+    # a SIGKILLed run's zygote, workers and swapoff die with it (PR_SET_PDEATHSIG), not at once
+    wait_until(lambda: probe.take().processes == before.processes, 10, "the run's processes gone")
     after_run = probe.differences(before, probe.take())
     restore = harness("restore") if after_run else (None, [])
     after_restore = probe.differences(before, probe.take())
@@ -204,12 +230,15 @@ def run_case(case, before):
         "left": sorted({d.split(":")[0] for d in after_run}),
         "restore": restore[0], "restore_said": restore[1][-1:] if restore[1] else [],
         "after": after_restore, "again": again[1][-1:], "seconds": time.monotonic() - started,
+        "said": [line for line in err.splitlines() if line.startswith("ksm-harness:")],
+        "running": " ".join(running),
     }
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-k", dest="keyword", help="only cases whose name contains this")
+    p.add_argument("-v", dest="verbose", action="store_true", help="show what each run said (its ksm-harness: lines)")
     args = p.parse_args()
     if os.geteuid() != 0 or not Knobs().exists():
         print("needs root and KSM")
@@ -222,16 +251,18 @@ def main():
         "not in the probe: no /sys/kernel/debug/fail_make_request on this kernel"
     started = time.monotonic()
     rows = [run_case(c, before) for c in cases() if not args.keyword or args.keyword in c.name]
-    print(f"{'case':<26} {'phase':<10} {'exit':>4} {'reports':<12} {'left after run':<40} "
-          f"{'restore':>7} {'after':<6} {'2nd restore':<18} {'s':>5}")
+    print(f"{'case':<24} {'phase':<10} {'running at signal':<17} {'exit':>4} {'reports':<12} {'left after run':<38} "
+          f"{'restore':>7} {'after':<6} {'2nd restore':<14} {'s':>5}")
     bad = 0
     for r in rows:
         clean = not r["after"] and r["again"] and r["again"][0].startswith("nothing to restore")
         bad += not clean
-        print(f"{r['case']:<26} {r['phase']:<10} {r['exit']:>4} {r['reports']:<12} "
-              f"{', '.join(r['left']) or 'nothing':<40} {'-' if r['restore'] is None else r['restore']:>7} "
-              f"{'clean' if not r['after'] else 'LEFT':<6} {'nothing to do' if clean else str(r['again']):<18} "
+        print(f"{r['case']:<24} {r['phase']:<10} {r['running'] or '-':<17} {r['exit']:>4} {r['reports']:<12} "
+              f"{', '.join(r['left']) or 'nothing':<38} {'-' if r['restore'] is None else r['restore']:>7} "
+              f"{'clean' if not r['after'] else 'LEFT':<6} {'nothing to do' if clean else str(r['again']):<14} "
               f"{r['seconds']:5.1f}")
+        for line in r["said"] if args.verbose else []:
+            print(f"    {line[:150]}")
         for line in r["after"]:
             print(f"    left after restore: {line}")
     print(f"fault injection: {fault}")

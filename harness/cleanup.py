@@ -44,7 +44,8 @@ def describe(fn, args):
     owner = getattr(fn, "__self__", None)
     if owner is not None and not isinstance(owner, type(os)):
         name = f"{name} of {owner!r}"
-    return name + (f"({', '.join(repr(a)[:80] for a in args)})" if args else "")
+    shown = [repr(a)[:120] for a in args if " object at 0x" not in repr(a)]  # a context says nothing
+    return name + (f"({', '.join(shown)})" if shown else "")
 
 
 class Cleanup:
@@ -112,6 +113,9 @@ class signals_deferred:
     def __exit__(self, *exc):
         for s, handler in self.previous.items():
             signal.signal(s, handler)
-        if self.seen:
+        outer = getattr(self.previous.get(signal.SIGINT), "__self__", None)
+        if self.seen and isinstance(outer, signals_deferred):
+            outer.seen.extend(self.seen)  # inside a cleanup that defers them too: counted there
+        elif self.seen:
             signal.raise_signal(self.seen[0])  # now handled as it would have been
         return False

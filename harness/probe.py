@@ -80,8 +80,18 @@ def _processes():
     out = []
     for p in psutil.process_iter(["pid", "name", "cmdline"]):
         argv = p.info["cmdline"] or []
-        ours = (p.info["name"] in COMMANDS or "harness.zygote" in argv or argv[1:3] == ["-m", "harness"]
-                or any(a.endswith("/ksm-harness") for a in argv[:2]))
-        if ours and p.info["pid"] != me:
+        if p.info["pid"] != me and (p.info["name"] in COMMANDS or "harness.zygote" in argv or _drives_host(argv)):
             out.append(f"{p.info['pid']} {' '.join(argv)}")
     return tuple(sorted(out))
+
+
+def _drives_host(argv):
+    """`ksm-harness run|restore|env` (`vm` drives a guest's kernel, not this one)."""
+    if argv[1:3] == ["-m", "harness"]:
+        rest = argv[3:]
+    elif any(a.endswith("/ksm-harness") for a in argv[:2]):
+        rest = argv[2:] if argv[1].endswith("/ksm-harness") else argv[1:]
+    else:
+        return False
+    rest = [a for a in rest if a not in ("-v", "--verbose")]
+    return bool(rest) and rest[0] in ("run", "restore", "env")

@@ -241,8 +241,10 @@ class SwapManager:
 
         Tolerates parts already gone (a half-made device, a run killed
         mid-removal) and never touches a loop or zram device that is no
-        longer ours.  Every step is tried; the first failure is raised after
-        the rest.  Returns what was done, in words, for the log.
+        longer ours.  Every step is tried, the first failure raised after
+        the rest, except after a failed swapoff: nothing more can go while
+        the device is swapped on (loop_clr_fd() would only set autoclear).
+        Returns what was done, in words, for the log.
         """
         done: List[str] = []
         first: Optional[BaseException] = None
@@ -257,6 +259,8 @@ class SwapManager:
             except (HarnessError, OSError) as exc:
                 log.warning("removing %s: %s", dev.device or dev.backing_file, exc)
                 first = first or exc
+                if step == self._step_swapoff:
+                    break  # a device still swapped on cannot be detached nor its file unmounted
                 continue
             if what:
                 log.info("%s", what)
