@@ -44,21 +44,24 @@ def describe(fn, args):
     owner = getattr(fn, "__self__", None)
     if owner is not None and not isinstance(owner, type(os)):
         name = f"{name} of {owner!r}"
-    shown = [repr(a)[:120] for a in args if " object at 0x" not in repr(a)]  # a context says nothing
-    return name + (f"({', '.join(shown)})" if shown else "")
+    return name + (f"({', '.join(repr(a)[:120] for a in args)})" if args else "")
 
 
 class Cleanup:
     def __init__(self):
-        self._stack = []  # (fn, args, kwargs), run last first
+        self._stack = []  # (what, fn, args, kwargs), run last first
         self.failures = []  # CleanupFailure of every call that raised, in the order they ran
 
     def __call__(self, fn, *args, **kwargs):
-        self._stack.append((fn, args, kwargs))
+        self._stack.append((describe(fn, args), fn, args, kwargs))
+
+    def named(self, what, fn, *args, **kwargs):
+        """Defer fn(*args, **kwargs), called `what` in failures and in what is left."""
+        self._stack.append((what, fn, args, kwargs))
 
     def pending(self):
         """What is still to run, next first."""
-        return [describe(fn, args) for fn, args, _ in reversed(self._stack)]
+        return [what for what, _, _, _ in reversed(self._stack)]
 
     def run(self):
         """Run every deferred call, last first; return the failures."""
@@ -66,11 +69,11 @@ class Cleanup:
         total = len(self._stack)
         with signals_deferred(self.pending):
             while self._stack:
-                fn, args, kwargs = self._stack.pop()
+                what, fn, args, kwargs = self._stack.pop()
                 try:
                     fn(*args, **kwargs)
                 except Exception as exc:  # keep cleaning; every failure is kept
-                    failure = CleanupFailure(describe(fn, args), f"{type(exc).__name__}: {exc}",
+                    failure = CleanupFailure(what, f"{type(exc).__name__}: {exc}",
                                              traceback.format_exc())
                     log.error("cleanup %d of %d failed: %s\n%s", total - len(self._stack), total,
                               failure.what, failure.traceback.rstrip())

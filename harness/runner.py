@@ -621,7 +621,9 @@ def recover(ctx, journal):
     if data.get("knobs"):
         defer(ctx.knobs.restore, data["knobs"])
     for entry in data["entries"]:  # oldest first on the LIFO queue: it runs last
-        defer(undo_entry, ctx, journal, entry)
+        e = entry["entry"]
+        defer.named(f"remove {entry['kind']} {e.get('device') or e.get('path') or e.get('block') or e}",
+                    undo_entry, ctx, journal, entry)
     return defer.run()
 
 
