@@ -60,18 +60,6 @@ case "{name} $*" in
 esac
 exec {real} "$@"
 """
-# Fills 448 MiB, pages it out, says so, holds it until stdin closes.
-SWAPPED = """
-import ctypes, mmap, sys
-size = 448 << 20
-m = mmap.mmap(-1, size)
-m.write(bytes(range(1, 256)) * (size // 255) + bytes(size % 255))
-ctypes.CDLL(None).madvise(ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(m))), ctypes.c_size_t(size), 21)
-print("out", flush=True)
-sys.stdin.read()
-"""
-
-
 class Case:
     def __init__(self, name, phase, scenario, trigger, signals=(), fail=None, block_rmdir=False, hold_swap=False):
         self.name = name  # row label
@@ -106,20 +94,6 @@ class Run:
 
     def ran(self, prefix):
         return any(line.startswith(prefix) for line in self.commands())
-
-
-def children(pid):
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
-
-
-def comm(pid):
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except FileNotFoundError:
-        return ""
 
 
 def swap_used_mib():
@@ -193,16 +167,14 @@ def run_case(case, before):
         try:
             if case.hold_swap:
                 wait_until(lambda: run.ran("swapon") or run.proc.poll() is not None, 60, "swapon")
-                held = subprocess.Popen([sys.executable, "-c", SWAPPED], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)
-                assert held.stdout.readline() == "out\n"
+                held = probe.hold_paged_out(448)
             if case.block_rmdir:
                 wait_until(lambda: run.group.is_dir() or run.proc.poll() is not None, 60, "the run's cgroup")
                 (run.group / "blocker").mkdir()
             if case.trigger:
                 wait_until(lambda: case.trigger(run) or run.proc.poll() is not None, 120, case.name,
                            interval=0.001)
-                running = [comm(c) for c in children(run.proc.pid) if comm(c) in probe.COMMANDS]
+                running = [name for _, name in probe.children(run.proc.pid) if name in probe.COMMANDS]
                 if case.hold_swap:
                     running.append(f"{swap_used_mib()}M")
                 for i, sig in enumerate(case.signals):

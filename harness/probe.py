@@ -4,10 +4,14 @@ A run must leave the machine as it found it: the tests and the
 fault-injection matrix (benchmarks/restore_matrix.py) take a probe before,
 another after, and diff them.  Fault-injection state is in the probe only
 where the kernel has it (CONFIG_FAIL_MAKE_REQUEST, debugfs mounted);
-`fault_injection` says which.
+`fault_injection` says which.  Beside it, what the tests and the matrix use to
+see a run from outside: the programs it is running, and a process that holds
+memory paged out (so that a swapoff has something to read back).
 """
 import glob
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
@@ -95,3 +99,44 @@ def _drives_host(argv):
         return False
     rest = [a for a in rest if a not in ("-v", "--verbose")]
     return bool(rest) and rest[0] in ("run", "restore", "env")
+
+
+def children(pid):
+    """The children of process `pid` (its main thread's, where the harness
+    starts programs) by name: [(pid, comm)]."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    out = []
+    for kid in kids:
+        try:
+            out.append((int(kid), Path(f"/proc/{kid}/comm").read_text().strip()))
+        except FileNotFoundError:
+            pass  # exited meanwhile
+    return out
+
+
+# Fills MiB of private memory with non-zero bytes (a zero-filled page is not
+# written to swap since 6.12: mm/page_io.c swap_zeromap), pages it out with
+# MADV_PAGEOUT (21), says so, and holds it until stdin closes.
+PAGED_OUT = """
+import ctypes, mmap, sys
+size = int(sys.argv[1]) << 20
+m = mmap.mmap(-1, size)
+m.write(bytes(range(1, 256)) * (size // 255) + bytes(size % 255))
+ctypes.CDLL(None).madvise(ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(m))), ctypes.c_size_t(size), 21)
+print("out", flush=True)
+sys.stdin.read()
+"""
+
+
+def hold_paged_out(mib):
+    """A process holding `mib` MiB paged out to the highest-priority swap
+    (a run's own: swap.MAX_PRIORITY); kill() it when done."""
+    proc = subprocess.Popen([sys.executable, "-c", PAGED_OUT, str(mib)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    if proc.stdout.readline() != "out\n":
+        proc.kill()
+        raise RuntimeError(f"the process to hold {mib} MiB paged out failed (exit {proc.wait()})")
+    return proc

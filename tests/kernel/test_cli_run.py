@@ -123,32 +123,11 @@ def test_default_suite_passes_on_this_kernel(machine, tmp_path):
     assert all(s["deltas"] for s in scenarios if s["status"] == "pass")
 
 
-def children(pid):
+def process_group(pid):
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
-
-
-def comm(pid):
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except FileNotFoundError:
-        return ""
-
-
-# Fills 56 MiB, pages it out (into the harness's swap device: the highest
-# priority), says so, and holds it until stdin closes: swapoff then has to
-# read it all back in (mm/swapfile.c try_to_unuse()).
-SWAPPED = """
-import ctypes, mmap, sys
-size = 56 << 20
-m = mmap.mmap(-1, size)
-m.write(bytes(range(1, 256)) * (size // 255) + bytes(size % 255))
-ctypes.CDLL(None).madvise(ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(m))), ctypes.c_size_t(size), 21)
-print("out", flush=True)
-sys.stdin.read()
-"""
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def test_terminal_sigint_reaches_the_harness_alone_and_waits_for_swapoff(machine):
@@ -157,13 +136,13 @@ def test_terminal_sigint_reaches_the_harness_alone_and_waits_for_swapoff(machine
     swapoff reads pages back is deferred until the cleanup is done."""
     proc = harness("run", "-q", DATA / "long-wait.yaml", process_group=0)
     wait_for_setup(machine)
-    group = [p.pid for p in psutil.process_iter() if os.getpgid(p.pid) == proc.pid]
+    group = [p.pid for p in psutil.process_iter() if process_group(p.pid) == proc.pid]
     assert group == [proc.pid]  # the zygote and workers are not in the terminal's group
-    held = subprocess.Popen([sys.executable, "-c", SWAPPED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    held = probe.hold_paged_out(56)  # of the run's 64M swap: swapoff reads it back
     try:
-        assert held.stdout.readline() == "out\n"
         os.killpg(proc.pid, signal.SIGINT)
-        swapoff = wait_until(lambda: [c for c in children(proc.pid) if comm(c) == "swapoff"], 60, "swapoff runs")[0]
+        swapoff = wait_until(lambda: [c for c, name in probe.children(proc.pid) if name == "swapoff"], 60,
+                             "swapoff runs")[0]
         os.killpg(proc.pid, signal.SIGINT)
         assert os.getpgid(swapoff) != proc.pid
         out, err = proc.communicate(timeout=120)
@@ -203,3 +182,18 @@ def test_failed_cleanup_is_an_error_with_reports_and_restore_finishes_it(machine
     again = harness("restore")
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0 and out.startswith("nothing to restore"), out + err
+
+
+def test_a_second_driver_waits_or_with_no_wait_exits_3(machine, tmp_path):
+    """The lock is at its fixed path, whatever KSM_HARNESS_STATE says."""
+    elsewhere = {**os.environ, "KSM_HARNESS_STATE": str(tmp_path)}
+    with MachineLock().hold():
+        busy = harness("run", "-q", "--no-wait", DATA / "quick-scans.yaml", env=elsewhere)
+        out, err = busy.communicate(timeout=60)
+        assert busy.returncode == 3, out + err
+        assert f"another ksm-harness (pid {os.getpid()}) holds /run/lock/ksm-harness.lock" in err
+        waiting = harness("run", "-q", DATA / "quick-scans.yaml", env=elsewhere)
+        assert waiting.stderr.readline() == (f"waiting for ksm-harness pid {os.getpid()} to finish "
+                                             f"(it holds /run/lock/ksm-harness.lock)...\n")
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, out + err
