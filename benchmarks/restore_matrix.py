@@ -139,6 +139,7 @@ def cases():
         Case("losetup -d fails", "cleanup", "quick-scans.yaml", None, fail="losetup -d"),
         Case("umount fails", "cleanup", "quick-scans.yaml", None, fail="umount /tmp"),
         Case("cgroup rmdir fails", "cleanup", "quick-scans.yaml", None, block_rmdir=True),
+        Case("SIGINT, then rmdir fails", "steps", "long-wait.yaml", knobs_set, (signal.SIGINT,), block_rmdir=True),
     ]
     return rows
 

@@ -5,10 +5,11 @@ in a session of its own, so the terminal's Ctrl-C (sent to the foreground
 process group) reaches the harness alone; and the harness defers SIGINT,
 SIGTERM and SIGHUP until the program has exited, so a half-done losetup or
 swapoff never goes unrecorded (subprocess.run() would SIGKILL it on
-KeyboardInterrupt).  The program dies with the harness (PR_SET_PDEATHSIG):
-a swapoff killed that way leaves the device swapped on (try_to_unuse() stops
-at a fatal signal and swapoff re-inserts the area), which the next start
-then removes; an orphan swapoff still running would make that fail.
+KeyboardInterrupt).  The program dies with the harness (PR_SET_PDEATHSIG), so
+no orphan swapoff races the next start's recovery: mm/swapfile.c
+try_to_unuse() checks signal_pending() between mms (one mm's pages are all
+read back first), and an interrupted swapoff re-inserts the area
+(reinsert_swap_info()), which the next start then removes.
 """
 import logging
 import os

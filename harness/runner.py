@@ -12,7 +12,6 @@ import os
 import platform
 import re
 import signal
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -621,10 +620,14 @@ def recover(ctx, journal):
     if data.get("knobs"):
         defer(ctx.knobs.restore, data["knobs"])
     for entry in data["entries"]:  # oldest first on the LIFO queue: it runs last
-        e = entry["entry"]
-        defer.named(f"remove {entry['kind']} {e.get('device') or e.get('path') or e.get('block') or e}",
-                    undo_entry, ctx, journal, entry)
+        defer.named(f"remove {entry_name(entry)}", undo_entry, ctx, journal, entry)
     return defer.run()
+
+
+def entry_name(entry):
+    """A journal entry in words: "swap /dev/loop0", "cgroups /sys/fs/cgroup/memory/ksm-harness/run-7"."""
+    e = entry["entry"]
+    return f"{entry['kind']} {e.get('device') or e.get('path') or e.get('block') or e}"
 
 
 def recover_stale(ctx, journal, stale, say):
@@ -673,6 +676,7 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
     started = time.monotonic()
     results = []
     failures = []
+    interrupted = None
     try:
         stale = journal.stale()
         if stale:
@@ -688,12 +692,15 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
                                  [Check("the harness ran the scenario to its end", False, traceback.format_exc())])
             progress.scenario_done(result)
             results.append(result)
+    except BaseException as exc:  # KeyboardInterrupt, Interrupted: the final restore still runs
+        interrupted = exc
+        raise
     finally:
         try:
             if journal.data is not None:
                 # what a scenario's cleanup could not remove is tried once more;
                 # signals wait for this (Cleanup defers them)
-                left = [f"{e['kind']} {e['entry']}" for e in journal.data["entries"]]
+                left = [entry_name(e) for e in journal.data["entries"]]
                 failures = recover(ctx, journal)
                 if not failures:
                     journal.finish()
@@ -703,8 +710,8 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
             for s, h in previous.items():
                 signal.signal(s, h)
             lock.release()
-        if failures and sys.exc_info()[0] is not None:
-            raise CleanupError(failures)  # interrupted, and the machine is not back as found
+        if failures and interrupted is not None:
+            raise CleanupError(failures) from interrupted  # and the machine is not back as found
     if failures:
         final = CleanupError(failures)
         say(f"ksm-harness: {final}")
