@@ -49,11 +49,11 @@ def describe(fn, args):
 
 class Cleanup:
     def __init__(self):
-        self._stack = []  # (what, fn, args, kwargs), run last first
+        self._stack = []  # (what or None: described when needed, fn, args, kwargs), run last first
         self.failures = []  # CleanupFailure of every call that raised, in the order they ran
 
     def __call__(self, fn, *args, **kwargs):
-        self._stack.append((describe(fn, args), fn, args, kwargs))
+        self._stack.append((None, fn, args, kwargs))
 
     def named(self, what, fn, *args, **kwargs):
         """Defer fn(*args, **kwargs), called `what` in failures and in what is left."""
@@ -61,7 +61,7 @@ class Cleanup:
 
     def pending(self):
         """What is still to run, next first."""
-        return [what for what, _, _, _ in reversed(self._stack)]
+        return [what or describe(fn, args) for what, fn, args, _ in reversed(self._stack)]
 
     def run(self):
         """Run every deferred call, last first; return the failures."""
@@ -73,7 +73,7 @@ class Cleanup:
                 try:
                     fn(*args, **kwargs)
                 except Exception as exc:  # keep cleaning; every failure is kept
-                    failure = CleanupFailure(what, f"{type(exc).__name__}: {exc}",
+                    failure = CleanupFailure(what or describe(fn, args), f"{type(exc).__name__}: {exc}",
                                              traceback.format_exc())
                     log.error("cleanup %d of %d failed: %s\n%s", total - len(self._stack), total,
                               failure.what, failure.traceback.rstrip())

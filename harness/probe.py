@@ -68,7 +68,7 @@ def _cgroups(proc):
     if h is None:
         return ()
     parent = Path(h.mount, cgroup.PARENT)
-    return tuple(sorted(str(p) for p in [parent, *parent.glob("**/")] if p.is_dir()))
+    return tuple(sorted({str(p) for p in parent.glob("**/")}))  # "**/" matches parent itself too
 
 
 def _fault_injection(sys_root):
