@@ -46,7 +46,7 @@ class MachineLock:
             if not wait:
                 os.close(fd)
                 raise LockBusy(f"another ksm-harness (pid {holder}) holds {self.path} and is driving KSM; "
-                               f"wait for it or drop --no-wait") from None
+                               f"try again once it has finished") from None
             if on_wait:
                 on_wait(holder)
             fcntl.flock(fd, fcntl.LOCK_EX)
