@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 import traceback
+import types
 from dataclasses import dataclass
 
 log = logging.getLogger("ksm-harness")
@@ -42,7 +43,7 @@ def describe(fn, args):
     """A deferred call in words, for failures and for what is left."""
     name = getattr(fn, "__qualname__", repr(fn))
     owner = getattr(fn, "__self__", None)
-    if owner is not None and not isinstance(owner, type(os)):
+    if owner is not None and not isinstance(owner, types.ModuleType):  # a bound method: say of what
         name = f"{name} of {owner!r}"
     return name + (f"({', '.join(repr(a)[:120] for a in args)})" if args else "")
 
