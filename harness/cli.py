@@ -5,12 +5,15 @@ Exit codes: 0 all pass, 1 any fail (or error), 2 bad input or usage,
 3 the harness itself failed (e.g. the lock is busy with --no-wait).
 """
 import argparse
+import contextlib
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
 from . import errors, requirements, runner, scenario
+from .lock import MachineLock
 from .report import WRITERS
 from .report.terminal import Progress, summary
 from .results import ERROR, FAIL, SKIP
@@ -93,16 +96,19 @@ def cmd_env(args):
     ctx = runner.RunContext(roots, None, None)
     for kind in ("file", "zram"):
         print(f"swap {kind + ':':7}{ctx.swap.available(kind) or 'available'}")
-    print(f"fault inj.:  {ctx.faults.available() or 'available'}")
-    try:
-        from . import qemu
-        print(f"vm accel:    {qemu.describe_accel()}")
-    except (ImportError, AttributeError):
-        pass
-    print()
-    for s in selected(args):
-        why = requirements.reasons(s, ctx)
-        print(f"{'SKIP' if why else 'runs'}  {s.name}" + (f": {'; '.join(why)}" if why else ""))
+    # looking for fault injection may mount debugfs for a moment: as root, not during a run
+    with MachineLock().hold(on_wait=lambda pid: print(f"waiting for ksm-harness pid {pid}...", file=sys.stderr)) \
+            if os.geteuid() == 0 else contextlib.nullcontext():
+        print(f"fault inj.:  {ctx.faults.available() or 'available'}")
+        try:
+            from . import qemu
+            print(f"vm accel:    {qemu.describe_accel()}")
+        except (ImportError, AttributeError):
+            pass
+        print()
+        for s in selected(args):
+            why = requirements.reasons(s, ctx)
+            print(f"{'SKIP' if why else 'runs'}  {s.name}" + (f": {'; '.join(why)}" if why else ""))
     return 0
 
 

@@ -56,6 +56,16 @@ class LockBusy(HarnessError):
     """Another run drives KSM right now (one driver at a time)."""
 
 
+class CleanupError(HarnessError):
+    """Putting the machine back failed; the journal keeps what is left."""
+
+    def __init__(self, failures):
+        self.failures = failures  # [cleanup.CleanupFailure], every one, not only the first
+        super().__init__(
+            f"{len(failures)} cleanup step(s) failed: " + "; ".join(f"{f.what}: {f.error}" for f in failures)
+            + "; the journal keeps what is left: fix the cause and run `ksm-harness restore`")
+
+
 class KernelError(HarnessError):
     """A kernel interface answered in a way the harness cannot handle."""
 

@@ -1,81 +1,79 @@
-"""One driver at a time, and a journal of what a run changed.
+"""A journal of what a run changed, on disk, so that a killed run can be undone.
 
-KSM is global kernel state: a lock file (flock) keeps two runs from driving
-it at once.  Before a run changes anything it writes the knob values it found
-and, as it makes them, every swap device, cgroup and fault-injection setting,
-to a journal on disk.  A run that ends normally removes the journal.  A run
-killed with SIGKILL leaves it; the next start (or `ksm-harness restore`) puts
-everything back from it.
+Before a run changes anything it writes the knob values it found and then,
+each before it is made, every swap device, cgroup and fault-injection
+setting, in the order they were made.  An entry leaves the journal only once
+its resource is really gone; a run whose cleanup failed keeps the journal.
+A run killed with SIGKILL leaves it too; the next start (or `ksm-harness
+restore`) undoes its entries newest first and puts the knobs back.
+
+The journal is only read or written by the holder of the machine lock
+(lock.py), so it never belongs to a live run when it is replayed.
 """
-import fcntl
 import json
 import os
 from pathlib import Path
 
-from .errors import LockBusy
-
 STATE_DIR = Path(os.environ.get("KSM_HARNESS_STATE", "/run/ksm-harness"))
+# the kinds of entry, in the order a scenario makes them (journals written
+# before entries were kept in one list had one list per kind)
+KINDS = ("swap", "cgroups", "faultinject")
 
 
 class Journal:
     def __init__(self, state_dir=STATE_DIR):
-        self.dir = Path(state_dir)
+        self.dir = Path(state_dir)  # where journal.json lives
         self.path = self.dir / "journal.json"
-        self.lock_path = self.dir / "lock"
-        self._lock_fd = None
-        self.data = None
-
-    def lock(self, wait=True, on_wait=None):
-        """Take the global lock; with wait=False raise LockBusy at once."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode().strip() or "?"
-            if not wait:
-                os.close(fd)
-                raise LockBusy(f"another ksm-harness run (pid {holder}) is driving KSM; "
-                               f"wait for it or drop --no-wait") from None
-            if on_wait:
-                on_wait(holder)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
-
-    def unlock(self):
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self.data = None  # the journal of this run while it is open: begin() .. finish()
 
     def stale(self):
-        """The journal a killed run left behind, or None."""
+        """The journal a killed run (or a failed cleanup) left behind, or None:
+        {"pid", "knobs", "entries": [{"id", "kind", "entry"}, ...] oldest first}."""
         try:
-            return json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text())
         except FileNotFoundError:
             return None
         except ValueError:
-            return {"knobs": {}, "swap": [], "cgroups": [], "faultinject": [], "corrupt": True}
+            return {"knobs": {}, "entries": [], "corrupt": True}
+        if "entries" not in data:
+            old = [(kind, e) for kind in KINDS for e in data.pop(kind, [])]
+            data["entries"] = [{"id": i, "kind": kind, "entry": e} for i, (kind, e) in enumerate(old, 1)]
+        return data
+
+    def adopt(self, stale):
+        """Open a stale journal to undo it: entries leave it as they are undone."""
+        self.data = {**stale, "next_id": max([e["id"] for e in stale["entries"]], default=0) + 1}
 
     def begin(self, knobs):
-        self.data = {"pid": os.getpid(), "knobs": knobs, "swap": [], "cgroups": [], "faultinject": []}
+        self.data = {"pid": os.getpid(), "knobs": knobs, "entries": [], "next_id": 1}
         self._save()
 
     def add(self, kind, entry):
-        self.data[kind].append(entry)
+        """Record a resource about to be made; returns the id of its entry."""
+        ident = self.data["next_id"]
+        self.data["next_id"] += 1
+        self.data["entries"].append({"id": ident, "kind": kind, "entry": entry})
+        self._save()
+        return ident
+
+    def replace(self, ident, entry):
+        """A newer description of the same resource; it keeps its place."""
+        for e in self.data["entries"]:
+            if e["id"] == ident:
+                e["entry"] = entry
         self._save()
 
-    def remove(self, kind, entry):
-        if entry in self.data[kind]:
-            self.data[kind].remove(entry)
-            self._save()
+    def remove(self, ident):
+        """The resource is gone: drop its entry."""
+        self.data["entries"] = [e for e in self.data["entries"] if e["id"] != ident]
+        self._save()
 
     def finish(self):
         self.path.unlink(missing_ok=True)
         self.data = None
 
     def _save(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
             json.dump(self.data, f)

@@ -1,15 +1,19 @@
 """Run scenarios against the running kernel.
 
-run_all() takes the global lock, restores what a killed run left behind,
+run_all() takes the machine lock, restores what a killed run left behind,
 journals the knobs, and runs each scenario: setup -> steps -> expectations,
 with a LIFO cleanup stack that always puts knobs, swap, cgroups and processes
-back, on pass, failure, exception, SIGINT and SIGTERM.
+back, on pass, failure, exception, SIGINT and SIGTERM.  A resource leaves the
+journal only once it is gone; whatever a scenario's cleanup could not remove
+is tried again at the end of the run, and stays journaled for `ksm-harness
+restore` if that fails too.
 """
 import os
 import platform
 import re
 import signal
 import time
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,8 +21,9 @@ from pathlib import Path
 from . import cgroup, faultinject, numa, pages, requirements, swap, taint
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
-from .errors import CannotRun, DeadlineExceeded, HarnessError, KernelError, Skip, WorkerError
+from .errors import CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, Skip, WorkerError
 from .journal import Journal
+from .lock import MachineLock
 from .kmsg import KmsgWatcher
 from .knobs import NEED_UNSHARED, RUN_UNMERGE, Knobs, WriteResult
 from .metrics import Metrics
@@ -93,6 +98,40 @@ class RunState:
                    if w in names and m == metric and region in ("all", r))
 
 
+class Tracked:
+    """One resource (swap device, cgroup, fault injection) from the journal
+    entry written before it is made until it is really gone.  record() is
+    the `journal` callback of SwapManager.create(), MemCgroup.create() and
+    FailMakeRequest.arm(); undo() removes the newest description (removal
+    tolerates a half-made resource) and only then drops the entry."""
+
+    def __init__(self, journal, kind, to_journal, remove):
+        self.journal = journal
+        self.kind = kind  # "swap", "cgroups", "faultinject"
+        self.to_journal = to_journal  # obj -> JSON-ready dict
+        self.remove = remove  # obj -> None, raises if the resource could not be removed
+        self.ident = None  # its journal entry, None before the first record and once gone
+        self.obj = None  # the newest description: SwapDevice, MemCgroup or Armed
+
+    def record(self, obj):
+        if self.ident is None:
+            self.ident = self.journal.add(self.kind, self.to_journal(obj))
+        else:
+            self.journal.replace(self.ident, self.to_journal(obj))
+        self.obj = obj
+
+    def undo(self):
+        """Remove it; a second call (or one before anything was made) does nothing."""
+        if self.ident is None:
+            return
+        self.remove(self.obj)
+        self.journal.remove(self.ident)
+        self.ident = None
+
+    def __repr__(self):
+        return f"{self.kind} {self.obj!r}"[:160]
+
+
 def page_span(spec, npages):
     """(start, count) for a page range: all, 10-19, 7, 50%, 'last 50%'."""
     spec = spec or "all"
@@ -152,15 +191,13 @@ class ScenarioRun:
             knobs.wait_unshared(10)
         self.write_knobs(sc.knobs, "ok", setup=True)
         if sc.swap:
-            self.swap_dev = ctx.swap.create(sc.swap["kind"], sc.swap["npages"] * PAGE_SIZE,
-                                            journal=self.journaled("swap", swap.to_journal, defer))
-            defer(ctx.swap.remove, self.swap_dev)
+            tracked = self.journaled("swap", swap.to_journal, ctx.swap.remove, defer)
+            self.swap_dev = ctx.swap.create(sc.swap["kind"], sc.swap["npages"] * PAGE_SIZE, journal=tracked.record)
         pool = WorkerPool()
         defer(pool.close)
         if sc.cgroup:
-            self.cgroup = MemCgroup.create(f"run-{os.getpid()}", proc=str(ctx.roots.proc),
-                                           journal=self.journaled("cgroups", cgroup.to_journal, defer))
-            defer(self.cgroup.remove)
+            tracked = self.journaled("cgroups", cgroup.to_journal, cgroup.remove_stale, defer)
+            self.cgroup = MemCgroup.create(f"run-{os.getpid()}", proc=str(ctx.roots.proc), journal=tracked.record)
         for g in sc.workers:
             ws = []
             for i in range(g.count):
@@ -185,21 +222,11 @@ class ScenarioRun:
                         mergeable=r.mergeable, worker=w.index,
                         pattern={"kind": r.pattern.kind, "seed": r.pattern.seed, "groups": r.pattern.groups})
 
-    def journaled(self, kind, to_journal, defer):
-        """A callback for swap/cgroup/faultinject: each call (made before the
-        module changes kernel state) replaces the journal entry with the newer
-        description; the entry is dropped when the resource is undone."""
-        entry = []
-
-        def record(obj):
-            if entry:
-                self.ctx.journal.remove(kind, entry.pop())
-            else:
-                defer(lambda: entry and self.ctx.journal.remove(kind, entry.pop()))
-            entry.append(to_journal(obj))
-            self.ctx.journal.add(kind, entry[0])
-
-        return record
+    def journaled(self, kind, to_journal, remove, defer):
+        """A Tracked resource whose removal is deferred before it is made."""
+        tracked = Tracked(self.ctx.journal, kind, to_journal, remove)
+        defer(tracked.undo)
+        return tracked
 
     def cgroup_limit(self, npages, expect):
         result = self.cgroup.set_limit(npages * PAGE_SIZE)
@@ -272,6 +299,8 @@ class ScenarioRun:
             out.append(f"{who}.{region}: {res['bad']} of {res['pages']} pages hold wrong data ({first})")
         if res["sigbus"] and mode == "intact":
             out.append(f"{who}.{region}: {res['sigbus']} pages raised SIGBUS")
+        if res.get("error"):
+            out.append(f"{who}.{region}: {res['error']}")
         return out
 
     def verify_remote(self, pid, info):
@@ -285,6 +314,15 @@ class ScenarioRun:
         except OSError as exc:
             return {"pages": info["npages"], "bad": 0, "sigbus": 1,
                     "first": [{"page": -1, "found": 0, "sigbus": True, "error": str(exc)}]}
+        # fs/proc/base.c mem_rw(): 0 bytes once the mm is gone (the process
+        # exited after the open); a short count when access_remote_vm() stops
+        # at a page it cannot reach (-EIO only if that is the first page)
+        if not keys or not data:
+            return None
+        if len(keys) < 8 * info["npages"] or len(data) < PAGE_SIZE * info["npages"]:
+            return {"pages": info["npages"], "bad": 0, "sigbus": 0, "first": [],
+                    "error": f"short read of /proc/{pid}/mem: {len(keys)} of {8 * info['npages']} key bytes, "
+                             f"{len(data)} of {PAGE_SIZE * info['npages']} data bytes"}
         return verify_buffer(ffi.from_buffer("char[]", data), ffi.from_buffer("uint64_t[]", keys),
                              info["npages"])
 
@@ -352,12 +390,12 @@ class ScenarioRun:
         if a["on"]:
             for w in self.state.select(["all"]):
                 w.call("fault_in_own", timeout=self.left())
-            self.injector = self.ctx.faults.arm(
-                self.ctx.swap.block_device_name(self.swap_dev), times=a["times"],
-                journal=self.journaled("faultinject", faultinject.to_journal, self.ctx.cleanup))
-            self.ctx.cleanup(self.injector.disarm)
+            self.injector = self.journaled("faultinject", faultinject.to_journal, self.ctx.faults.remove_stale,
+                                           self.ctx.cleanup)
+            self.ctx.faults.arm(self.ctx.swap.block_device_name(self.swap_dev), times=a["times"],
+                                journal=self.injector.record)
         elif self.injector is not None:
-            self.injector.disarm()
+            self.injector.undo()
 
     def concurrent(self, step):
         """Worker actions start first (each may wait for a knob value, to enter
@@ -524,13 +562,19 @@ def run_scenario(ctx, sc):
             run.current_line = sc.line
             run.invariant("at the end")
             run.expectations()
-        except (HarnessError, OSError) as exc:
-            status, reason = ERROR, str(exc)
+        except Exception as exc:  # EOFError, TimeoutExpired, a bug: this scenario's ERROR, not the run's end
+            status, reason = ERROR, str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
             if isinstance(exc, (DeadlineExceeded, WorkerError)):
                 status = FAIL
+            if not isinstance(exc, HarnessError):
+                run.check("the harness ran the scenario to its end", False, traceback.format_exc())
         finally:
             sampler_done = run.reference is not None
             end_values = ctx.counters.read()
+    for failure in defer.failures:
+        run.check(f"cleanup: {failure.what}", False, failure.traceback)
+    if defer.failures and status == PASS:
+        status, reason = ERROR, f"cleanup failed: {defer.failures[0].what}: {defer.failures[0].error}"
     crashes = tuple(watcher.crashes())
     new_taint = taint.new_flags(taint_before, taint.read_tainted(taint_path))
     expected_crash = [e for e in sc.expect if e.kind == "crash"]
@@ -557,20 +601,54 @@ def run_scenario(ctx, sc):
     )
 
 
-def recover(ctx, stale, say):
-    """Put back what a killed run left (its journal), newest first: fault
-    injection, cgroups, swap devices, then the knobs.  Every item is tried;
-    the first failure is raised after all were."""
-    undo = [(ctx.faults.remove_stale, faultinject.from_journal, e) for e in stale.get("faultinject", [])]
-    undo += [(cgroup.remove_stale, cgroup.from_journal, e) for e in stale.get("cgroups", [])]
-    undo += [(ctx.swap.remove_stale, swap.from_journal, e) for e in reversed(stale.get("swap", []))]
-    with Cleanup() as defer:
-        if stale.get("knobs"):
-            defer(ctx.knobs.restore, stale["knobs"])
-        for remove, parse, entry in reversed(undo):
-            defer(lambda remove=remove, parse=parse, entry=entry: remove(parse(entry)))
-    say(f"restored KSM knobs and removed {len(stale.get('swap', []))} swap device(s) and "
-        f"{len(stale.get('cgroups', []))} cgroup(s) left by run pid {stale.get('pid', '?')}")
+def undo_entry(ctx, journal, entry):
+    """Remove one journaled resource, then drop its entry."""
+    parse, remove = {"swap": (swap.from_journal, ctx.swap.remove_stale),
+                     "cgroups": (cgroup.from_journal, cgroup.remove_stale),
+                     "faultinject": (faultinject.from_journal, ctx.faults.remove_stale)}[entry["kind"]]
+    remove(parse(entry["entry"]))
+    journal.remove(entry["id"])
+
+
+def recover(ctx, journal):
+    """Undo the open journal (a killed run's, adopted, or this run's own at its
+    end): its entries newest first across kinds (a second fault-injection arm
+    journaled the first one's values as "previous"), then its knobs.  Every
+    item is tried; returns the failures, [] when the journal is all undone."""
+    data = journal.data
+    defer = Cleanup()
+    if data.get("knobs"):
+        defer(ctx.knobs.restore, data["knobs"])
+    for entry in data["entries"]:  # oldest first on the LIFO queue: it runs last
+        defer.named(f"remove {entry_name(entry)}", undo_entry, ctx, journal, entry)
+    return defer.run()
+
+
+def entry_name(entry):
+    """A journal entry in words: "swap /dev/loop0", "cgroups /sys/fs/cgroup/memory/ksm-harness/run-7"."""
+    e = entry["entry"]
+    return f"{entry['kind']} {e.get('device') or e.get('path') or e.get('block') or e}"
+
+
+def recover_stale(ctx, journal, stale, say):
+    """Put back what a killed run (or a failed cleanup) left; raises
+    CleanupError, the journal keeping what is left, if something stays."""
+    kinds = [e["kind"] for e in stale["entries"]]
+    journal.adopt(stale)
+    failures = recover(ctx, journal)
+    if failures:
+        raise CleanupError(failures)
+    journal.finish()
+    corrupt = f"; {journal.path} was unreadable: check knobs, swap and cgroups by hand" if stale.get("corrupt") else ""
+    say(f"restored KSM knobs and removed {kinds.count('swap')} swap device(s), {kinds.count('cgroups')} "
+        f"cgroup(s) and {kinds.count('faultinject')} fault injection(s) left by run pid {stale.get('pid', '?')}"
+        f"{corrupt}")
+
+
+def errored(name, file, line, reason, checks):
+    """The result of a scenario (or of the run's final restore) that the
+    harness could not carry through."""
+    return ScenarioResult(name, file, line, ERROR, 0.0, reason=reason, checks=tuple(checks))
 
 
 def preflight(roots):
@@ -580,12 +658,14 @@ def preflight(roots):
         raise CannotRun(f"{roots.ksm} does not exist: this kernel has no KSM (CONFIG_KSM=n)")
 
 
-def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=print):
+def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=print, lock=None):
     """Run scenarios (already validated) one after another; returns RunResult."""
     preflight(roots)
     journal = journal or Journal()
+    lock = lock or MachineLock()
     ctx = RunContext(roots, journal, progress)
-    journal.lock(wait=wait, on_wait=lambda pid: say(f"waiting for ksm-harness run pid {pid} to finish..."))
+    lock.acquire(wait=wait, on_wait=lambda pid: say(f"waiting for ksm-harness pid {pid} to finish "
+                                                    f"(it holds {lock.path})..."))
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
 
     def on_term(signum, frame):
@@ -595,46 +675,60 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
         signal.signal(s, on_term)
     started = time.monotonic()
     results = []
+    failures = []
+    interrupted = None
     try:
         stale = journal.stale()
         if stale:
-            recover(ctx, stale, say)
+            recover_stale(ctx, journal, stale, say)
         ctx.original = ctx.knobs.snapshot()
         journal.begin(ctx.original)
         for i, sc in enumerate(scenarios, 1):
             progress.scenario_started(sc.name, i, len(scenarios))
-            result = run_scenario(ctx, sc)
+            try:
+                result = run_scenario(ctx, sc)
+            except Exception as exc:  # a harness bug past run_scenario's own guard
+                result = errored(sc.name, sc.file, sc.line, f"{type(exc).__name__}: {exc}",
+                                 [Check("the harness ran the scenario to its end", False, traceback.format_exc())])
             progress.scenario_done(result)
             results.append(result)
+    except BaseException as exc:  # KeyboardInterrupt, Interrupted: the final restore still runs
+        interrupted = exc
+        raise
     finally:
-        # a second SIGINT/SIGTERM must not cut the restore short
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_IGN)
         try:
-            if ctx.original is not None:
-                ctx.knobs.restore(ctx.original)
-                journal.finish()
+            if journal.data is not None:
+                # what a scenario's cleanup could not remove is tried once more;
+                # signals wait for this (Cleanup defers them)
+                left = [entry_name(e) for e in journal.data["entries"]]
+                failures = recover(ctx, journal)
+                if not failures:
+                    journal.finish()
+                    if left:
+                        say(f"removed at the end of the run what a cleanup had left: {'; '.join(left)}")
         finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
             for s, h in previous.items():
                 signal.signal(s, h)
-            journal.unlock()
+            lock.release()
+        if failures and interrupted is not None:
+            raise CleanupError(failures) from interrupted  # and the machine is not back as found
+    if failures:
+        final = CleanupError(failures)
+        say(f"ksm-harness: {final}")
+        results.append(errored("restore-after-run", str(journal.path), 0, str(final),
+                               [Check(f"cleanup: {f.what}", False, f.traceback) for f in failures]))
     return RunResult(kernel=platform.release(), started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      duration=round(time.monotonic() - started, 3), scenarios=tuple(results))
 
 
-def restore(roots=Roots(), journal=None, say=print):
-    """`ksm-harness restore`: undo what a killed run left behind."""
+def restore(roots=Roots(), journal=None, say=print, lock=None):
+    """`ksm-harness restore`: undo what a killed run left behind.  Running
+    it again finds nothing to do."""
     preflight(roots)
     journal = journal or Journal()
-    journal.lock(wait=False)
-    try:
-        ctx = RunContext(roots, journal, None)
+    with (lock or MachineLock()).hold(wait=False):
         stale = journal.stale()
         if not stale:
-            say("nothing to restore: no run was interrupted")
+            say(f"nothing to restore: {journal.path} does not exist (no run was interrupted)")
             return
-        recover(ctx, stale, say)
-        journal.finish()
-    finally:
-        journal.unlock()
+        recover_stale(RunContext(roots, journal, None), journal, stale, say)

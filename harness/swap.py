@@ -32,7 +32,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, List, Optional
 
 from . import kernel
@@ -241,11 +241,16 @@ class SwapManager:
 
         Tolerates parts already gone (a half-made device, a run killed
         mid-removal) and never touches a loop or zram device that is no
-        longer ours.  Every step is tried; the first failure is raised after
-        the rest.  Returns what was done, in words, for the log.
+        longer ours.  Every step is tried, the first failure raised after
+        the rest, except after a failed swapoff: nothing more can go while
+        the device is swapped on (loop_clr_fd() would only set autoclear).
+        Returns what was done, in words, for the log.
         """
         done: List[str] = []
         first: Optional[BaseException] = None
+        if dev.kind == FILE and not dev.device:
+            # killed between `losetup --find --show` attaching and its answer
+            dev = replace(dev, device=self._loop_reading(dev))
         steps = [self._step_swapoff]
         steps += [self._step_detach_loop, self._step_unmount] if dev.kind == FILE else [self._step_remove_zram]
         for step in steps:
@@ -254,6 +259,8 @@ class SwapManager:
             except (HarnessError, OSError) as exc:
                 log.warning("removing %s: %s", dev.device or dev.backing_file, exc)
                 first = first or exc
+                if step == self._step_swapoff:
+                    break  # a device still swapped on cannot be detached nor its file unmounted
                 continue
             if what:
                 log.info("%s", what)
@@ -322,6 +329,15 @@ class SwapManager:
 
         wait_until(removed, SETTLE_TIMEOUT, f"zram{dev.zram_id} hot_remove")
         return f"zram hot_remove {dev.zram_id}"
+
+    def _loop_reading(self, dev: SwapDevice) -> str:
+        """The loop device attached to dev's backing file, or ""."""
+        block = os.path.join(self.sys, "block")
+        for name in sorted(os.listdir(block)) if os.path.isdir(block) else []:
+            found = replace(dev, device=os.path.join(self.dev, name))
+            if name.startswith("loop") and self._still_ours(found):
+                return found.device
+        return ""
 
     def _still_ours(self, dev: SwapDevice) -> bool:
         """True if the block device still is the one create() made: a loop

@@ -110,6 +110,9 @@ class WorkerPool:
         self.zygote = subprocess.Popen(
             [sys.executable, "-m", "harness.zygote", str(theirs.fileno()), str(os.getpid())],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+            # a session of its own (workers and their children inherit it): the
+            # terminal's SIGINT reaches the harness alone, which then stops them in order
+            start_new_session=True,
         )
         theirs.close()
 

@@ -1,15 +1,18 @@
 """Fixtures for tests that drive KSM on the running kernel (root only).
 
-`ksm` takes the harness's global lock (one KSM driver at a time, also
-against a `ksm-harness run` elsewhere on the machine), snapshots the knobs
-and checks at teardown that they end exactly as they began.
+`ksm` takes the machine lock (harness/lock.py: one KSM driver at a time,
+also against a `ksm-harness run` elsewhere on the machine), snapshots the
+knobs and checks at teardown that they end exactly as they began.  Tests
+that start `ksm-harness run` as a subprocess must not use it (the run would
+wait for the lock forever): test_cli_run.py's `machine` takes the lock only
+while it looks at the machine, before and after.
 """
 import os
 
 import pytest
 
-from harness.journal import Journal
 from harness.knobs import Knobs
+from harness.lock import MachineLock
 from harness.swap import SwapManager
 from harness.workers import WorkerPool
 
@@ -29,8 +32,8 @@ def ksm():
         pytest.skip("needs root: these tests drive /sys/kernel/mm/ksm")
     if not knobs.exists():
         pytest.skip("this kernel has no KSM (/sys/kernel/mm/ksm)")
-    journal = Journal()
-    journal.lock()
+    lock = MachineLock()
+    lock.acquire()
     before = knobs.snapshot()
     try:
         knobs.write("run", "2")
@@ -42,7 +45,7 @@ def ksm():
             knobs.restore(before)
             assert knobs.snapshot() == before, "knobs did not end as they began"
         finally:
-            journal.unlock()
+            lock.release()
 
 
 @pytest.fixture
@@ -52,7 +55,7 @@ def pool():
 
 
 @pytest.fixture
-def swapfile():
+def swapfile(ksm):  # under the machine lock that `ksm` holds
     mgr = SwapManager()
     why = mgr.available("file")
     if why:

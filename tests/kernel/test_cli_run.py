@@ -11,8 +11,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.cgroup import find_hierarchy
+from harness import cgroup, probe
 from harness.knobs import Knobs
+from harness.lock import MachineLock
 from harness.wait import wait_until
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "scenarios"
@@ -33,17 +34,16 @@ def harness(*args, **kwargs):
 
 @pytest.fixture
 def machine():
-    """The KSM knobs, swap devices and cgroups as found; checked again after."""
+    """The machine as found (harness/probe.py: knobs, swap, loop devices,
+    mounts, cgroups, fault injection, processes, journal); checked again
+    after.  The lock is held only while looking: the run under test takes it."""
     if os.geteuid() != 0 or not Knobs().exists():
         pytest.skip("needs root and KSM")
-    knobs = Knobs()
-    before = (knobs.snapshot(), Path("/proc/swaps").read_text())
-    yield knobs
-    assert (knobs.snapshot(), Path("/proc/swaps").read_text()) == before
-    assert not [p for p in psutil.process_iter(["cmdline"]) if "harness.zygote" in " ".join(p.info["cmdline"] or [])]
-    h = find_hierarchy()
-    if h:
-        assert not list(Path(h.mount).glob("**/ksm-harness/run-*"))
+    with MachineLock().hold():
+        before = probe.take()
+    yield Knobs()
+    with MachineLock().hold():
+        assert probe.differences(before, probe.take()) == []
 
 
 def test_run_passes_and_writes_results(machine, tmp_path):
@@ -121,3 +121,79 @@ def test_default_suite_passes_on_this_kernel(machine, tmp_path):
                                                       "this kernel has no")), s["reason"]
     # each run shows it exercised its path: at least one KSM or vmstat counter moved
     assert all(s["deltas"] for s in scenarios if s["status"] == "pass")
+
+
+def process_group(pid):
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def test_terminal_sigint_reaches_the_harness_alone_and_waits_for_swapoff(machine):
+    """Ctrl-C as a terminal sends it: to the whole foreground process group.
+    Workers and swapoff run in sessions of their own; a second Ctrl-C while
+    swapoff reads pages back is deferred until the cleanup is done."""
+    proc = harness("run", "-q", DATA / "long-wait.yaml", process_group=0)
+    wait_for_setup(machine)
+    group = [p.pid for p in psutil.process_iter() if process_group(p.pid) == proc.pid]
+    assert group == [proc.pid]  # the zygote and workers are not in the terminal's group
+    held = probe.hold_paged_out(56)  # of the run's 64M swap: swapoff reads it back
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        swapoff = wait_until(lambda: [c for c, name in probe.children(proc.pid) if name == "swapoff"], 60,
+                             "swapoff runs")[0]
+        os.killpg(proc.pid, signal.SIGINT)
+        assert os.getpgid(swapoff) != proc.pid
+        out, err = proc.communicate(timeout=120)
+    finally:
+        held.kill()
+        held.wait()
+    assert proc.returncode == 130, out + err
+    assert "SIGINT deferred until cleanup is done" in err
+
+
+def test_failed_cleanup_is_an_error_with_reports_and_restore_finishes_it(machine, tmp_path):
+    """A child cgroup made under the run's group makes its rmdir fail (EBUSY):
+    the scenario is an ERROR with the traceback, the reports are written, the
+    journal keeps the group; `ksm-harness restore` removes it, and a second
+    restore has nothing to do."""
+    proc = harness("run", "-q", "--json", tmp_path / "r.json", "--junit", tmp_path / "r.xml",
+                   DATA / "quick-scans.yaml")
+    group = Path(cgroup.find_hierarchy().mount, cgroup.PARENT, f"run-{proc.pid}")
+    wait_until(group.is_dir, 60, f"{group} made")
+    (group / "blocker").mkdir()
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        (group / "blocker").rmdir()
+    assert proc.returncode == 1, out + err
+    scenarios = json.loads((tmp_path / "r.json").read_text())["scenarios"]
+    assert [(s["name"], s["status"]) for s in scenarios] == [("quick-scans", "error"), ("restore-after-run", "error")]
+    failed = [c for c in scenarios[0]["checks"] if not c["passed"]]
+    assert [c["what"].split("(")[0] for c in failed] == [f"cleanup: Tracked.undo of cgroups MemCgroup"]
+    assert "Traceback" in failed[0]["detail"] and "OSError" in failed[0]["detail"]
+    assert "<error" in (tmp_path / "r.xml").read_text()
+    assert "cleanup 1 of" in err and "Traceback" in err
+    first = harness("restore")
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, out + err
+    assert "removed 0 swap device(s), 1 cgroup(s)" in out
+    again = harness("restore")
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0 and out.startswith("nothing to restore"), out + err
+
+
+def test_a_second_driver_waits_or_with_no_wait_exits_3(machine, tmp_path):
+    """The lock is at its fixed path, whatever KSM_HARNESS_STATE says."""
+    elsewhere = {**os.environ, "KSM_HARNESS_STATE": str(tmp_path)}
+    with MachineLock().hold():
+        busy = harness("run", "-q", "--no-wait", DATA / "quick-scans.yaml", env=elsewhere)
+        out, err = busy.communicate(timeout=60)
+        assert busy.returncode == 3, out + err
+        assert f"another ksm-harness (pid {os.getpid()}) holds /run/lock/ksm-harness.lock" in err
+        waiting = harness("run", "-q", DATA / "quick-scans.yaml", env=elsewhere)
+        assert waiting.stderr.readline() == (f"waiting for ksm-harness pid {os.getpid()} to finish "
+                                             f"(it holds /run/lock/ksm-harness.lock)...\n")
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, out + err

@@ -1,4 +1,4 @@
-"""journal.py: the one-driver lock and the journal of changes, in tmp_path."""
+"""journal.py: the on-disk journal of what a run changed, in tmp_path."""
 import json
 import os
 import signal
@@ -6,82 +6,28 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from harness.errors import LockBusy
 from harness.journal import Journal
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Takes the lock, says so, then holds it until stdin closes.
-HOLDER = """
-import sys
-from harness.journal import Journal
-j = Journal(sys.argv[1])
-j.lock(wait=False)
-print("locked", flush=True)
-sys.stdin.read()
-"""
+
+def on_disk(path):
+    return json.loads((path / "journal.json").read_text())
 
 
-@pytest.fixture
-def holder(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], cwd=REPO, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout.readline() == "locked\n"
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def test_lock_unlock(tmp_path):
-    j = Journal(tmp_path / "state")
-    j.lock(wait=False)
-    assert (tmp_path / "state" / "lock").read_text() == f"{os.getpid()}\n"
-    j.unlock()
-    j.unlock()  # idempotent
-    again = Journal(tmp_path / "state")
-    again.lock(wait=False)
-    again.unlock()
-
-
-def test_lock_busy_names_holder(tmp_path, holder):
-    with pytest.raises(LockBusy, match=rf"another ksm-harness run \(pid {holder.pid}\) is driving KSM"):
-        Journal(tmp_path).lock(wait=False)
-
-
-def test_lock_waits_for_holder(tmp_path, holder):
-    seen = []
-
-    def on_wait(pid):
-        seen.append(pid)
-        holder.stdin.close()  # the holder exits: its flock goes with its file
-
-    j = Journal(tmp_path)
-    j.lock(wait=True, on_wait=on_wait)
-    assert seen == [str(holder.pid)]
-    assert (tmp_path / "lock").read_text() == f"{os.getpid()}\n"
-    j.unlock()
-
-
-def test_begin_add_remove_finish(tmp_path):
+def test_begin_add_replace_remove_finish(tmp_path):
     j = Journal(tmp_path)
     assert j.stale() is None
     j.begin({"run": "0", "merge_across_nodes": "1"})
-
-    def on_disk():
-        return json.loads((tmp_path / "journal.json").read_text())
-
-    assert on_disk() == {"pid": os.getpid(), "knobs": {"run": "0", "merge_across_nodes": "1"}, "swap": [],
-                         "cgroups": [], "faultinject": []}
-    j.add("swap", {"path": "/tmp/x.swap", "kind": "file"})
-    j.add("cgroups", "/sys/fs/cgroup/ksm-harness-1")
-    assert on_disk()["swap"] == [{"path": "/tmp/x.swap", "kind": "file"}]
-    j.remove("swap", {"path": "/tmp/x.swap", "kind": "file"})
-    j.remove("swap", {"path": "never-added"})
-    assert on_disk()["swap"] == [] and on_disk()["cgroups"] == ["/sys/fs/cgroup/ksm-harness-1"]
+    assert on_disk(tmp_path) == {"pid": os.getpid(), "knobs": {"run": "0", "merge_across_nodes": "1"},
+                                 "entries": [], "next_id": 1}
+    swap = j.add("swap", {"device": ""})
+    cg = j.add("cgroups", {"path": "/sys/fs/cgroup/memory/ksm-harness/run-1"})
+    j.replace(swap, {"device": "/dev/loop3"})  # a newer description keeps its place
+    assert [(e["kind"], e["entry"]) for e in on_disk(tmp_path)["entries"]] == [
+        ("swap", {"device": "/dev/loop3"}), ("cgroups", {"path": "/sys/fs/cgroup/memory/ksm-harness/run-1"})]
+    j.remove(swap)
+    assert [e["id"] for e in on_disk(tmp_path)["entries"]] == [cg]
     j.finish()
     assert not (tmp_path / "journal.json").exists()
     assert j.stale() is None
@@ -92,25 +38,37 @@ KILLED = """
 import os, sys
 from harness.journal import Journal
 j = Journal(sys.argv[1])
-j.lock()
 j.begin({"run": "1"})
-j.add("faultinject", {"path": "/sys/kernel/debug/fail_make_request/probability", "old": "0"})
+j.add("faultinject", {"block": "loop3"})
+j.add("faultinject", {"block": "loop3", "second": True})
 os.kill(os.getpid(), 9)
 """
 
 
-def test_stale_after_kill(tmp_path):
+def test_stale_after_kill_and_adopt(tmp_path):
     proc = subprocess.run([sys.executable, "-c", KILLED, str(tmp_path)], cwd=REPO, timeout=30)
     assert proc.returncode == -signal.SIGKILL
     stale = Journal(tmp_path).stale()
-    assert stale == {"pid": stale["pid"], "knobs": {"run": "1"}, "swap": [], "cgroups": [],
-                     "faultinject": [{"path": "/sys/kernel/debug/fail_make_request/probability", "old": "0"}]}
+    assert stale["knobs"] == {"run": "1"}
+    assert [e["entry"] for e in stale["entries"]] == [{"block": "loop3"}, {"block": "loop3", "second": True}]
     j = Journal(tmp_path)
-    j.lock(wait=False)  # the killed run's lock died with it
-    j.unlock()
+    j.adopt(stale)
+    j.remove(stale["entries"][1]["id"])  # undone newest first; what is left stays on disk
+    assert [e["entry"] for e in Journal(tmp_path).stale()["entries"]] == [{"block": "loop3"}]
+    assert j.add("swap", {}) == 3
 
 
 def test_corrupt_journal(tmp_path):
     (tmp_path / "journal.json").write_text('{"knobs": {"run"')
-    assert Journal(tmp_path).stale() == {"knobs": {}, "swap": [], "cgroups": [], "faultinject": [],
-                                         "corrupt": True}
+    assert Journal(tmp_path).stale() == {"knobs": {}, "entries": [], "corrupt": True}
+
+
+def test_journal_of_an_older_harness(tmp_path):
+    """One list per kind: read in the order a scenario makes them, numbered."""
+    (tmp_path / "journal.json").write_text(json.dumps(
+        {"pid": 7, "knobs": {"run": "0"}, "swap": [{"device": "/dev/loop0"}], "cgroups": [{"path": "p"}],
+         "faultinject": [{"block": "loop0"}]}))
+    stale = Journal(tmp_path).stale()
+    assert stale["entries"] == [{"id": 1, "kind": "swap", "entry": {"device": "/dev/loop0"}},
+                                {"id": 2, "kind": "cgroups", "entry": {"path": "p"}},
+                                {"id": 3, "kind": "faultinject", "entry": {"block": "loop0"}}]

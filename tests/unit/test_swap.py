@@ -177,6 +177,23 @@ def test_remove_file_device(fake, commands, tmp_path):
     assert not mount_dir.exists()
 
 
+def test_remove_finds_the_loop_device_of_a_run_killed_inside_losetup(fake, commands, tmp_path):
+    """The journal has no device yet (losetup attached, but its answer never
+    came): the loop device reading our backing file is found and detached."""
+    mount_dir = tmp_path / "ksm-harness-swap-2"
+    mount_dir.mkdir()
+    dev = swap.SwapDevice(swap.FILE, "", 1 << 20, 1, backing_file=str(mount_dir / "swapfile"),
+                          mount_dir=str(mount_dir))
+    for name, backing in (("loop1", "/elsewhere"), ("loop7", dev.backing_file)):
+        (tmp_path / f"sys/block/{name}/loop").mkdir(parents=True)
+        (tmp_path / f"sys/block/{name}/loop/backing_file").write_text(backing + "\n")
+    (tmp_path / "proc/self").mkdir()
+    (tmp_path / "proc/self/mountinfo").write_text("")
+    loop7 = f"{fake.dev}/loop7"
+    assert fake.remove(dev)[0] == f"losetup -d {loop7}"
+    assert commands == [["losetup", "-d", loop7]]
+
+
 def test_remove_zram_device(fake, commands, tmp_path):
     block = tmp_path / "sys/block/zram1"
     block.mkdir(parents=True)
