@@ -18,7 +18,7 @@ expected result of a poisoning, not a kernel crash report.
 
 A poisoned frame is lost to the machine until it reboots (unpoison-pfn refuses
 a page that is mapped or in swapcache), so allowed() says where this may run:
-inside a ksm-harness VM guest, or where the user said so (--allow-damage).
+inside a ksm-harness VM guest, or where the user said so (--allow-kernel-damage).
 """
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ KPF_HWPOISON = 19
 # action_result(), mm/memory-failure.c: pr_fmt "Memory failure: " + "%#lx: recovery action for %s: %s"
 ACTION_RE = re.compile(r"Memory failure: (0x[0-9a-f]+): recovery action for (.+): "
                        r"(Ignored|Failed|Delayed|Recovered)\s*$")
-GUEST_ARG = "ksm_harness.guest=1"  # on the kernel command line of the guests harness/qemu.py boots
-DAMAGE_FLAG = "--allow-damage"  # `ksm-harness run` option that allows poisoning outside a guest
+GUEST_ARG = "ksm_harness.guest=1"  # on the kernel command line of the guests harness/vm.py boots
+DAMAGE_FLAG = "--allow-kernel-damage"  # `ksm-harness run` option that allows poisoning outside a guest
 
 
 @dataclass(frozen=True)
@@ -130,10 +130,10 @@ class HwPoison:
                     f"or debugfs not mounted at {self.debugfs}")
         return None
 
-    def allowed(self, allow_damage: bool) -> Optional[str]:
+    def allowed(self, allow_kernel_damage: bool) -> Optional[str]:
         """None if poisoning may run here, else why not: it damages the
         running kernel for good."""
-        if allow_damage or in_guest(self.proc):
+        if allow_kernel_damage or in_guest(self.proc):
             return None
         return (f"poisoning loses page frames until reboot: it runs inside a ksm-harness VM guest "
                 f"(ksm-harness vm ... run), or on this machine with `ksm-harness run {DAMAGE_FLAG}`")

@@ -50,7 +50,7 @@ def reasons(sc, ctx):
         if why:
             out.append(why)
     if req.memory_failure:
-        why = ctx.poison.available() or ctx.poison.allowed(ctx.allow_damage)
+        why = ctx.poison.available() or ctx.poison.allowed(ctx.allow_kernel_damage)
         if why:
             out.append(why)
     if req.memcg or sc.cgroup:

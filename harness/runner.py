@@ -509,7 +509,7 @@ class ScenarioRun:
 class RunContext:
     """What all scenarios of a run share."""
 
-    def __init__(self, roots, journal, progress, allow_damage=False):
+    def __init__(self, roots, journal, progress, allow_kernel_damage=False):
         self.roots = roots
         self.journal = journal
         self.progress = progress
@@ -518,7 +518,7 @@ class RunContext:
         self.swap = SwapManager(proc=str(roots.proc), sys=str(roots.sys))
         self.faults = faultinject.FailMakeRequest(sys=str(roots.sys), proc=str(roots.proc))
         self.poison = hwpoison.HwPoison(debugfs=str(roots.sys / "kernel/debug"), proc=str(roots.proc))
-        self.allow_damage = allow_damage  # hwpoison steps may run outside a VM guest
+        self.allow_kernel_damage = allow_kernel_damage  # hwpoison steps may run outside a VM guest
         self.original = None
         self.cleanup = None
 
@@ -609,12 +609,12 @@ def preflight(roots):
         raise CannotRun(f"{roots.ksm} does not exist: this kernel has no KSM (CONFIG_KSM=n)")
 
 
-def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=print, allow_damage=False):
+def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=print, allow_kernel_damage=False):
     """Run scenarios (already validated) one after another; returns RunResult.
-    allow_damage: hwpoison steps may run outside a ksm-harness VM guest."""
+    allow_kernel_damage: hwpoison steps may run outside a ksm-harness VM guest."""
     preflight(roots)
     journal = journal or Journal()
-    ctx = RunContext(roots, journal, progress, allow_damage)
+    ctx = RunContext(roots, journal, progress, allow_kernel_damage)
     journal.lock(wait=wait, on_wait=lambda pid: say(f"waiting for ksm-harness run pid {pid} to finish..."))
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
 
