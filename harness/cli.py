@@ -51,7 +51,8 @@ def cmd_run(args):
     outputs = {fmt: getattr(args, fmt) for fmt in WRITERS if getattr(args, fmt)}
     progress = Progress(sys.stderr, enabled=not args.quiet)
     result = runner.run_all(scenarios, progress, wait=not args.no_wait,
-                            say=lambda m: print(m, file=sys.stderr), allow_damage=args.allow_kernel_damage)
+                            say=lambda m: print(m, file=sys.stderr),
+                            allow_kernel_damage=args.allow_kernel_damage)
     for fmt, path in outputs.items():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         WRITERS[fmt](result, path)
