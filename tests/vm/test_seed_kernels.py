@@ -2,7 +2,7 @@
 whole matrix, 5 kernels x every seed scenario, one boot per kernel.
 
 - The fixed kernel passes the whole default suite (seed included, and the
-  NUMA scenario the 1-node host skips).
+  NUMA scenario the 1-node host skips), and the hwpoison step on mapped pages.
 - Each kernel with one part reverted fails the scenario written for that part,
   with the broken expectation that shows the cause (and, for parts 1-3, the
   nothing-shared invariant), and passes every other seed scenario: each
@@ -28,6 +28,8 @@ KERNELS = Path(os.environ.get("KSM_HARNESS_KERNELS") or REPO.parent / "shared" /
 
 pytestmark = pytest.mark.vm
 SEED = REPO / "scenarios" / "seed"
+# the hwpoison step on mapped pages (madvise), in the fixed kernel's boot
+HWPOISON_MAPPED = REPO / "tests" / "data" / "scenarios" / "hwpoison-mapped.yaml"
 SEED_RESULTS = 8  # stale-stable-nodes has 4 matrix points
 
 # reverted kernel -> (its scenario, the failed checks that name the cause,
@@ -67,7 +69,7 @@ def base_name(s):
 
 
 def test_fixed_kernel_passes_the_default_suite(tmp_path):
-    proc, result = boot("fixed", [REPO / "scenarios"], tmp_path, timeout=600)
+    proc, result = boot("fixed", [REPO / "scenarios", HWPOISON_MAPPED], tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     seed = {s["name"]: s["status"] for s in result["scenarios"] if s["file"].startswith(str(SEED))}
     # one boot ran every seed scenario, both merge_across_nodes directions,
@@ -75,6 +77,7 @@ def test_fixed_kernel_passes_the_default_suite(tmp_path):
     assert len(seed) == SEED_RESULTS and set(seed.values()) == {"pass"}, seed
     status = {s["name"]: s["status"] for s in result["scenarios"]}
     assert status["numa-nodes"] == "pass"
+    assert status["hwpoison-mapped"] == "pass"
     # only the interfaces 6.1 lacks skip: PR_SET_MEMORY_MERGE 6.4, smart_scan 6.7, advisor 6.9
     assert {base_name(s) for s in result["scenarios"] if s["status"] == "skip"} == {
         "prctl-merge", "smart-scan", "advisor"}
