@@ -3,11 +3,16 @@ states from kpageflags, where poisoning may run and what it needs.  The step
 itself runs against real kernels in tests/vm/test_seed_kernels.py
 (scenarios/seed/poisoned-swapcache.yaml)."""
 import os
+import struct
+from types import SimpleNamespace
 
 import pytest
 
 from harness import hwpoison, pages
 from harness.crash import scan_lines
+from harness.metrics import Metrics
+from harness.runner import RunState
+from harness.scenario import Condition
 
 # From a 6.1.192 guest (copy-not-uptodate kernel): corrupt-pfn on dirty
 # swapcache KSM pages, and madvise(MADV_HWPOISON) on a mapped KSM page
@@ -99,3 +104,15 @@ def test_available_names_what_is_missing(tmp_path):
     (debugfs / "hwpoison").mkdir(parents=True)
     (debugfs / "hwpoison/corrupt-pfn").write_text("")
     assert no_injector.available() is None
+
+
+def test_lost_in_swapcache_metric_reads_the_frames_recorded_at_pageout(tmp_path):
+    lost = bits(pages.KPF_KSM, pages.KPF_SWAPCACHE, hwpoison.KPF_HWPOISON)
+    flags = {3: lost, 4: lost, 5: lost | 1 << pages.KPF_UPTODATE}
+    (tmp_path / "kpageflags").write_bytes(b"".join(struct.pack("<Q", flags.get(p, 0)) for p in range(8)))
+    worker = SimpleNamespace(name="v[0]", exit=None, regions={"r": {"npages": 4}})
+    state = RunState(scenario=None, groups={"v": [worker]}, frames={("v[0]", "r"): {0: 3, 1: 4, 2: 5}})
+    cond = Condition("v.r.lost_in_swapcache == 100%", False, "v.r.lost_in_swapcache", "==", 100, True)
+    # 2 of the 4 pages: one frame is up to date again, one page was never paged out
+    assert Metrics(state, None, tmp_path).holds(cond) == (
+        False, "v.r.lost_in_swapcache=2 of 4 pages (want == 100%)")
