@@ -53,7 +53,7 @@ class Poisoned:
     how: str  # "madvise" (it was mapped) or "corrupt-pfn" (it was not)
     before: int  # its kpageflags just before
     after: int  # its kpageflags just after
-    action: str  # the kernel's "PAGE TYPE: RESULT" for it, or "" when it logged none
+    action: str  # the kernel's "PAGE TYPE: RESULT" for it, else "madvise EBUSY" (refused), else ""
 
     @property
     def poisoned(self) -> bool:
@@ -199,11 +199,14 @@ def poison(hw: HwPoison, worker, region: str, start: int, count: int, recorded: 
     order = sorted(frames)
     before = pages.kpageflags([frames[i] for i in order], hw.proc)
     seen = len(kernel_log())
+    refused = {}  # page index -> errno name of a madvise the kernel refused
     for first, n in runs(mapped):
-        worker.call("hwpoison", timeout=timeout, region=region, start=first, count=n)
+        reply = worker.call("hwpoison", timeout=timeout, region=region, start=first, count=n)
+        refused.update({int(i): e for i, e in reply["errors"].items()})
     for i in sorted(unmapped):
         hw.corrupt_pfn(unmapped[i])
     after = pages.kpageflags([frames[i] for i in order], hw.proc)
     actions = parse_actions(kernel_log()[seen:])
-    return tuple(Poisoned(i, frames[i], how[i], b, a, actions.get(frames[i], ""))
+    return tuple(Poisoned(i, frames[i], how[i], b, a,
+                          actions.get(frames[i]) or (f"madvise {refused[i]}" if i in refused else ""))
                  for i, b, a in zip(order, before, after))

@@ -145,8 +145,7 @@ class Machine:
 
 # console on ttyS0 for the crash scanner; panic=-1 reboots at once on a panic,
 # and with -no-reboot qemu then exits instead of rebooting.
-# ksm_harness.guest=1 tells the harness in the guest where it is (harness/hwpoison.py in_guest())
-BASE_KERNEL_ARGS = ("console=ttyS0", "panic=-1", "rdinit=/init", "ksm_harness.guest=1")
+BASE_KERNEL_ARGS = ("console=ttyS0", "panic=-1", "rdinit=/init")
 
 
 def build_argv(machine: Machine, qemu: str = QEMU) -> list:

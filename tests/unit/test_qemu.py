@@ -107,7 +107,7 @@ def test_argv_default_two_nodes():
     assert values(argv, "-serial") == ["file:/dev/fd/5", "file:/dev/fd/6"]
     assert values(argv, "-kernel") == ["/k/bzImage"]
     assert values(argv, "-initrd") == ["/c/initramfs.cpio"]
-    assert values(argv, "-append") == ["console=ttyS0 panic=-1 rdinit=/init ksm_harness.guest=1"]
+    assert values(argv, "-append") == ["console=ttyS0 panic=-1 rdinit=/init"]
 
 
 def test_argv_four_nodes_eight_cpus():
@@ -115,7 +115,7 @@ def test_argv_four_nodes_eight_cpus():
     assert values(argv, "-smp") == ["8,sockets=4,cores=2,threads=1"]
     assert values(argv, "-numa")[3] == "node,nodeid=3,memdev=m3,cpus=6-7"
     assert values(argv, "-object")[3] == "memory-backend-ram,id=m3,size=1024M"
-    assert values(argv, "-append")[0].endswith("rdinit=/init ksm_harness.guest=1 numa_balancing=disable")
+    assert values(argv, "-append")[0].endswith("rdinit=/init numa_balancing=disable")
 
 
 def test_argv_kvm_uses_host_cpu():
