@@ -14,13 +14,14 @@ from harness.metrics import Metrics
 from harness.runner import RunState
 from harness.scenario import Condition
 
-# From a 6.1.192 guest (copy-not-uptodate kernel): corrupt-pfn on dirty
-# swapcache KSM pages, and madvise(MADV_HWPOISON) on a mapped KSM page
+# Lines of a 6.1.192 guest (corrupt-pfn on dirty swapcache KSM pages), and the
+# other formats of mm/memory-failure.c and mm/madvise.c madvise_inject_error()
 LOG = [
     "[   21.402131] Injecting memory failure at pfn 0x3dd6",
     "[   21.402392] Memory failure: 0x3dd6: recovery action for dirty swapcache page: Delayed",
     "[   21.403010] Injecting memory failure at pfn 0x3dd7",
     "[   21.403240] Memory failure: 0x3dd7: recovery action for clean swapcache page: Recovered",
+    "[   21.403900] Injecting memory failure for pfn 0x41a2 at process virtual address 0x7f3a2c000000",
     "[   21.404001] Memory failure: 0x41a2: can't handle KSM pages.",
     "[   21.404002] Memory failure: 0x41a2: recovery action for unmapping failed page: Ignored",
     "[   21.404100] Memory failure: 0x41a3: already hardware poisoned",
