@@ -54,7 +54,8 @@ def cmd_run(args):
     outputs = {fmt: getattr(args, fmt) for fmt in WRITERS if getattr(args, fmt)}
     progress = Progress(sys.stderr, enabled=not args.quiet)
     result = runner.run_all(scenarios, progress, wait=not args.no_wait,
-                            say=lambda m: print(m, file=sys.stderr))
+                            say=lambda m: print(m, file=sys.stderr),
+                            allow_kernel_damage=args.allow_kernel_damage)
     for fmt, path in outputs.items():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         WRITERS[fmt](result, path)
@@ -126,6 +127,9 @@ def build_parser():
     for fmt in WRITERS:
         run.add_argument(f"--{fmt}", metavar="PATH", help=f"write {fmt} results to PATH")
     run.add_argument("--no-wait", action="store_true", help="fail at once if another run holds the KSM lock")
+    run.add_argument("--allow-kernel-damage", action="store_true",
+                     help="let hwpoison steps poison page frames on this machine (lost until reboot); "
+                          "without it they run only inside a ksm-harness vm guest")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     run.add_argument("--repeat", type=int, default=1, metavar="N",
                      help="run the selection N times over in one run (NAME#1 .. NAME#N)")

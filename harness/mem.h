@@ -9,6 +9,7 @@
 #define KSMH_MADV_NOHUGEPAGE 15
 #define KSMH_MADV_COLD 20
 #define KSMH_MADV_PAGEOUT 21
+#define KSMH_MADV_HWPOISON 100
 
 /* fill patterns: how a page's key follows from (seed, page index, worker) */
 #define KSMH_PAT_ZERO 0

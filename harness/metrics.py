@@ -15,7 +15,7 @@ caps) and nodeN (pages whose frame is on NUMA node N, by move_pages()).
 import collections
 import operator
 
-from . import numa, pages
+from . import hwpoison, numa, pages
 from .errors import KernelError
 from .scenario import NODE_METRIC_RE
 
@@ -89,8 +89,10 @@ class Metrics:
                 total += stat.get(key, 0)
             return total, None
         region, metric = parts[1], parts[2]
-        if metric in ("sigbus", "bad"):
+        if metric in ("sigbus", "bad", "poisoned"):
             return self.state.tally(group, region, metric), None
+        if metric == "lost_in_swapcache":
+            return self.lost_in_swapcache(group, region)
         views = self.region_views(group, region)
         if metric == "processes":
             return len(views), None
@@ -103,6 +105,17 @@ class Metrics:
             return sum(on_node(v, int(node.group(1))) for v in views), denom
         attr = {"ksm": "ksm_count"}.get(metric, metric)
         return sum(getattr(v, attr) for v in views), denom
+
+    def lost_in_swapcache(self, group, region):
+        """(frames recorded at pageout that are poisoned, unmapped, in swapcache
+        and not up to date now, the group's region pages)."""
+        frames, denom = [], 0
+        for w in self.state.workers_of(group):
+            for name, info in w.regions.items():
+                if region in ("all", name):
+                    denom += info["npages"]
+                    frames.extend(self.state.frames.get((w.name, name), {}).values())
+        return sum(map(hwpoison.lost_in_swapcache, pages.kpageflags(frames, self.proc))), denom
 
     def holds(self, cond, reference=None):
         """(bool, detail) for a condition now."""

@@ -49,6 +49,10 @@ def reasons(sc, ctx):
         why = ctx.faults.available()
         if why:
             out.append(why)
+    if req.memory_failure:
+        why = ctx.poison.available() or ctx.poison.allowed(ctx.allow_kernel_damage)
+        if why:
+            out.append(why)
     if req.memcg or sc.cgroup:
         why = cgroup.available(str(roots.proc))
         if why:

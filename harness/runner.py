@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import cgroup, faultinject, numa, pages, requirements, swap, taint
+from . import cgroup, faultinject, hwpoison, numa, pages, requirements, swap, taint
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
 from .errors import CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, Skip, WorkerError
@@ -38,7 +38,7 @@ from ._mem import ffi
 
 # actions the harness carries out itself (verify through the worker, migrate
 # through move_pages, exit), rather than a command sent ahead to the worker
-HARNESS_ACTIONS = ("verify", "migrate", "exit")
+HARNESS_ACTIONS = ("verify", "migrate", "exit", "hwpoison")
 
 
 class Interrupted(BaseException):
@@ -64,6 +64,10 @@ class RunState:
     tallies: dict = field(default_factory=dict)  # (worker name, region, metric) -> int
     generation: int = 0  # bumped by each write step: new content never seen before
     notes: list = field(default_factory=list)
+    # (worker name, region) -> {page index: PFN}, read from pagemap before each
+    # pageout: the frame a page kept when it left the page tables (a KSM page
+    # in swapcache keeps it), for the hwpoison step and lost_in_swapcache
+    frames: dict = field(default_factory=dict)
 
     def workers_of(self, selector):
         """Workers for a selector: all, NAME, NAME[i], NAME[i:j]."""
@@ -164,6 +168,7 @@ class ScenarioRun:
         self.cgroup = None
         self.injector = None
         self.reference = None
+        self.kmsg = None  # the run's KmsgWatcher, set by run_scenario()
 
     # -- helpers --
     def left(self):
@@ -361,6 +366,10 @@ class ScenarioRun:
             self.fault_injection(a)
         elif kind == "cgroup":
             self.cgroup_limit(a["limit_pages"], a["expect"])
+        elif kind == "swapoff":
+            # swapoff: try_to_unuse() -> unuse_pte() maps every page back, from swapcache or the device
+            self.ctx.swap.remove(self.swap_dev)
+            self.swap_dev = None
         elif kind == "do":
             workers = self.state.select(a["workers"])
             for w in workers:
@@ -445,6 +454,8 @@ class ScenarioRun:
             w.send("write", region=region, pattern=pattern, worker=w.index,
                    generation=self.state.generation, **span)
         elif act in ("advise", "pageout"):
+            if a.get("advice", "pageout") == "pageout":
+                self.record_frames(w, region, span)
             w.send("advise", region=region, advice=a.get("advice", "pageout"), **span)
         elif act == "touch":
             w.send("touch", region=region, write=a.get("write", False), threads=a.get("threads", 1),
@@ -498,6 +509,21 @@ class ScenarioRun:
         elif act == "exit":
             w.send("exit")
             w.exit = w.pool.wait_exit(w.pid)
+        elif act == "hwpoison":
+            start, count = page_span(a.get("pages"), w.regions[region]["npages"])
+            done = hwpoison.poison(self.ctx.poison, w, region, start, count,
+                                   self.state.frames.get((w.name, region), {}),
+                                   lambda: [r.text for r in self.kmsg.records()], self.left())
+            self.state.add(w, region, "poisoned", sum(p.poisoned for p in done))
+            self.state.notes.append(f"{w.name}.{region} hwpoison: {hwpoison.summary(done)}")
+
+    def record_frames(self, w, region, span):
+        """Remember the PFN of each mapped page about to be paged out."""
+        info = w.regions[region]
+        view = pages.region_pages(w.pid, info["addr"], info["npages"], self.ctx.roots.proc)
+        start, count = span.get("start", 0), span.get("count", info["npages"])
+        frames = self.state.frames.setdefault((w.name, region), {})
+        frames.update({i: view.pfns[i] for i in range(start, start + count) if view.pfns[i]})
 
     def note_window(self, w, what, times_ns, windows):
         """How often a race window was hit: events inside a knob write's span."""
@@ -521,7 +547,7 @@ class ScenarioRun:
 class RunContext:
     """What all scenarios of a run share."""
 
-    def __init__(self, roots, journal, progress):
+    def __init__(self, roots, journal, progress, allow_kernel_damage=False):
         self.roots = roots
         self.journal = journal
         self.progress = progress
@@ -529,6 +555,8 @@ class RunContext:
         self.counters = Counters(self.knobs, roots.proc)
         self.swap = SwapManager(proc=str(roots.proc), sys=str(roots.sys))
         self.faults = faultinject.FailMakeRequest(sys=str(roots.sys), proc=str(roots.proc))
+        self.poison = hwpoison.HwPoison(debugfs=str(roots.sys / "kernel/debug"), proc=str(roots.proc))
+        self.allow_kernel_damage = allow_kernel_damage  # hwpoison steps may run outside a VM guest
         self.original = None
         self.cleanup = None
 
@@ -546,6 +574,7 @@ def run_scenario(ctx, sc):
     # detector only matches kernel report formats, not arbitrary lines)
     watcher = KmsgWatcher(ctx.roots.kmsg, user_records=True)
     watcher.start()
+    run.kmsg = watcher
     taint_path = ctx.roots.proc / "sys/kernel/tainted"
     taint_before = taint.read_tainted(taint_path)
     sampler = Sampler(ctx.counters, interval=0.1, t0=run.t0)
@@ -658,12 +687,14 @@ def preflight(roots):
         raise CannotRun(f"{roots.ksm} does not exist: this kernel has no KSM (CONFIG_KSM=n)")
 
 
-def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=print, lock=None):
-    """Run scenarios (already validated) one after another; returns RunResult."""
+def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=print, lock=None,
+            allow_kernel_damage=False):
+    """Run scenarios (already validated) one after another; returns RunResult.
+    allow_kernel_damage: hwpoison steps may run outside a ksm-harness VM guest."""
     preflight(roots)
     journal = journal or Journal()
     lock = lock or MachineLock()
-    ctx = RunContext(roots, journal, progress)
+    ctx = RunContext(roots, journal, progress, allow_kernel_damage)
     lock.acquire(wait=wait, on_wait=lambda pid: say(f"waiting for ksm-harness pid {pid} to finish "
                                                     f"(it holds {lock.path})..."))
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}

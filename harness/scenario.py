@@ -23,7 +23,7 @@ PAGES_SIZE_RE = re.compile(r"^\s*(\d+)\s*pages$", re.ASCII)  # "100 pages"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 COND_RE = re.compile(r"^\s*(\+)?([A-Za-z_][\w.\[\]:]*)\s*(==|!=|>=|<=|>|<)\s*(-?\d+)(%?)\s*$")
 PROCESS_METRICS = ("ksm", "swapped", "present", "zero", "thp", "sigbus", "bad", "processes",
-                   "ksm_pages", "max_sharing")
+                   "ksm_pages", "max_sharing", "poisoned", "lost_in_swapcache")
 NODE_METRIC_RE = re.compile(r"^node(\d+)$")  # GROUP.REGION.node1: pages on NUMA node 1
 GROUP_METRICS = ("merging_pages", "processes", "sigbus", "rmap_items")
 PATTERNS = ("same", "groups", "unique", "zero")
@@ -77,7 +77,7 @@ class Condition:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # knob | wait | do | concurrent | check | repeat | fault_injection | cgroup
+    kind: str  # knob | wait | do | concurrent | check | repeat | fault_injection | cgroup | swapoff
     args: Mapping[str, Any]  # validated arguments of that kind
     line: int
     children: Tuple["Step", ...] = ()  # for concurrent and repeat
@@ -112,6 +112,7 @@ class Requirements:
     memcg: bool
     ksm_stat: bool  # /proc/PID/ksm_stat
     vmstat: Tuple[str, ...]  # /proc/vmstat fields that must exist
+    memory_failure: bool = False  # CONFIG_MEMORY_FAILURE + the hwpoison injector (hwpoison steps)
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,7 @@ class Parser:
         if m is None:
             m = yamlload.Map()
         _keys(self.ctx, m, where, {"kernel", "knobs", "numa_nodes", "swap", "thp", "fault_injection",
-                                   "memcg", "ksm_stat", "vmstat"})
+                                   "memcg", "ksm_stat", "vmstat", "memory_failure"})
         kernel = _typed(self.ctx, m, "kernel", where, (str, float, int))
         if kernel is not None and not re.match(r"^\d+(\.\d+){0,2}$", str(kernel)):
             raise self.err(f"bad kernel version {kernel!r} (want e.g. '3.9')", m, "kernel", f"{where}.kernel")
@@ -309,6 +310,7 @@ class Parser:
             memcg=_typed(self.ctx, m, "memcg", where, (bool,), False),
             ksm_stat=_typed(self.ctx, m, "ksm_stat", where, (bool,), False),
             vmstat=tuple(str(v) for v in vmstat),
+            memory_failure=_typed(self.ctx, m, "memory_failure", where, (bool,), False),
         )
 
     def pattern(self, m, key, where):
@@ -466,17 +468,18 @@ class Parser:
         "prctl_merge": ({"value"}, ("value",)),
         "migrate": ({"region", "node"}, ("region", "node")),
         "exit": (set(), ()),
+        "hwpoison": ({"region", "pages"}, ("region",)),
     }
 
     def step(self, m, where, in_concurrent=False):
         # `repeat: N` beside `concurrent:` is how often the race runs, not a repeat step
-        kinds = set(m) & {"knob", "wait", "do", "concurrent", "check", "repeat", "fault_injection", "cgroup"} \
-            if isinstance(m, yamlload.Map) else set()
+        kinds = set(m) & {"knob", "wait", "do", "concurrent", "check", "repeat", "fault_injection", "cgroup",
+                          "swapoff"} if isinstance(m, yamlload.Map) else set()
         if "concurrent" in kinds:
             kinds.discard("repeat")
         if len(kinds) != 1:
             raise InputError("a step is a mapping with exactly one of: knob, wait, do, concurrent, check, "
-                             "repeat, fault_injection, cgroup", file=self.ctx.file,
+                             "repeat, fault_injection, cgroup, swapoff", file=self.ctx.file,
                              line=self.ctx.line_at(m, where), field=where)
         if "knob" in m:
             _keys(self.ctx, m, where, {"knob", "expect", "name"})
@@ -545,6 +548,11 @@ class Parser:
             if times == 0 or times < -1:
                 raise self.err(f"times must be -1 (no limit) or >= 1, not {times}", m, "times", f"{where}.times")
             return Step("fault_injection", {"on": on, "times": times}, m.line)
+        if "swapoff" in m:
+            _keys(self.ctx, m, where, {"swapoff"})
+            if _typed(self.ctx, m, "swapoff", where, (bool,)) is not True:
+                raise self.err("swapoff: true is the only form", m, "swapoff", f"{where}.swapoff")
+            return Step("swapoff", {}, m.line)
         if "cgroup" in m:
             _keys(self.ctx, m, where, {"cgroup", "expect"})
             c = m["cgroup"]
@@ -689,11 +697,20 @@ class Parser:
         swap device to inject into, acting on a worker after it exited."""
         exited = set()
         for step in _walk(steps):
+            if step.kind == "swapoff" and swap is None:
+                raise InputError("swapoff needs setup.swap (no swap device to swap off)",
+                                 file=self.ctx.file, line=step.line, field="steps")
+            if step.kind == "swapoff":
+                swap = None  # nothing to page out to, or inject into, after it
             if step.kind == "do":
                 act = step.args["do"]
                 if act in ("pageout",) and swap is None:
                     raise InputError("pageout needs setup.swap (no swap device to page out to)",
                                      file=self.ctx.file, line=step.line, field="steps")
+                if act == "hwpoison" and not requires.memory_failure:
+                    raise InputError("hwpoison steps need requires.memory_failure: true (so that kernels "
+                                     "without CONFIG_MEMORY_FAILURE skip)", file=self.ctx.file, line=step.line,
+                                     field="steps")
                 workers = self.worker_names(step.args["workers"])
                 if act != "exit" and workers and workers <= exited:
                     raise InputError(f"{act} acts on workers that exited in an earlier step",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, IO, List, Mapping, Optional, Sequence, Tuple
 
-from . import initramfs, qemu
+from . import hwpoison, initramfs, qemu
 from .cleanup import Cleanup
 from .crash import scan_lines
 from .errors import (
@@ -250,7 +250,7 @@ def run_in_vm(
                 qemu.Share(initramfs.HOSTROOT_TAG, "/", readonly=True),
                 qemu.Share(initramfs.RESULTS_TAG, str(results), readonly=False),
             ),
-            kernel_args=tuple(options.kernel_args),
+            kernel_args=(hwpoison.GUEST_ARG,) + tuple(options.kernel_args),
         )
         argv = qemu.build_argv(machine, options.qemu)
         if verbose:

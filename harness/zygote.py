@@ -8,6 +8,7 @@ memory.  Workers obey JSON-line commands on a socket; the heavy loops are C
 and the zygote adopts orphaned descendants (PR_SET_CHILD_SUBREAPER) so that
 nothing outlives a run unreaped.
 """
+import errno
 import json
 import os
 import socket
@@ -127,6 +128,18 @@ class Worker:
         check(lib.ksmh_madvise(base, count * PAGE_SIZE, ADVICE[args["advice"]]),
               f"madvise {args['advice']}")
         return {}
+
+    def op_hwpoison(self, args):
+        """madvise(MADV_HWPOISON) page by page (mm/madvise.c madvise_inject_error()
+        stops at the first page memory_failure() refuses, e.g. EBUSY for a
+        mapped KSM page): {"errors": {page index: errno name}} for the refused."""
+        r = self.region(args["region"])
+        errors = {}
+        for i in range(args["start"], args["start"] + args["count"]):
+            base, _ = r.span(i, 1)
+            if lib.ksmh_madvise(base, PAGE_SIZE, lib.KSMH_MADV_HWPOISON) != 0:
+                errors[str(i)] = errno.errorcode.get(ffi.errno, str(ffi.errno))
+        return {"errors": errors}
 
     def op_prctl_merge(self, args):
         if "value" in args:

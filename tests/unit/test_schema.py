@@ -14,7 +14,7 @@ from harness import scenario, yamlload
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "harness/schema/scenario.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
-STEP_KINDS = ("knob", "wait", "check", "do", "concurrent", "repeat", "fault_injection", "cgroup")
+STEP_KINDS = ("knob", "wait", "check", "do", "concurrent", "repeat", "fault_injection", "cgroup", "swapoff")
 
 
 def resolve(node):
@@ -124,6 +124,7 @@ def test_every_keys_call_is_described():
         set(steps["cgroup"]["properties"]),
         keys(steps["cgroup"]["properties"]["cgroup"]),
         set(steps["concurrent"]["properties"]),
+        set(steps["swapoff"]["properties"]),
         # knob_writes is accepted by the parser only to explain that it is not an expectation
         expect_keys | {"knob_writes"},
     ]
