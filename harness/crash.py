@@ -135,10 +135,13 @@ _FRAME = re.compile(
     r"\s*(?:\[<[0-9a-f]+>\]\s*)?(\?\s+)?(?:\[<[0-9a-f]+>\]\s*)?" + _FN
     + r"(?:" + _OFF + r"(?: \[[\w]+\])?(?: \S+:\d+)?(?: \[inline\])?| (?:\S+:\d+|\?\?:\?)(?: \[inline\])?)\s*$"
 )
+# arm (arch/arm/kernel/traps.c dump_backtrace_entry()): "[<c0a2f6a0>] (rb_erase) from [<c02c4a10>] (caller+0x90/0x140)"
+_ARM_FRAME = re.compile(r"\s*\[<[0-9a-f]+>\] \(" + _FN + r"(?:" + _OFF + r")?\) from \[<[0-9a-f]+>\] \(")
+_RAW_FRAME = re.compile(r"\s*(?:\[<[0-9a-f]+>\]\s*)?(?:\?\s+)?0x[0-9a-f]+\s*$")  # an address with no symbol
 _STACK_MARK = re.compile(r"\s*</?(?:IRQ|TASK|NMI|SOFTIRQ|EOI)>\s*$")
 # "backtrace:" / "backtrace (crc 1a2b):" is kmemleak's (print_unreferenced() in mm/kmemleak.c)
 _TRACE_START = re.compile(
-    r"\s*(?:Call Trace|Call trace|Backtrace|Exception stack\(.*\)|stack backtrace|backtrace(?: \(crc [0-9a-f]+\))?)"
+    r"\s*(?:Call Trace|Call trace|Backtrace|Exception stack\(.*\)|backtrace(?: \(crc [0-9a-f]+\))?)"
     r":?\s*$")
 # The function the CPU was in: RIP (x86-64, kernel CS only), EIP/IP (i386), pc (arm64),
 # PC is at (arm), NIP (powerpc).
@@ -148,6 +151,15 @@ _RIP = re.compile(
 )
 _LOCKDEP_AT = re.compile(r"at: (?:\[<[0-9a-f]+>\] )?" + _FN + r"\+0x")
 _SUFFIX = re.compile(r"(?:\.(?:isra|constprop|part|cold|llvm|lto_priv|localalias|\d+)(?:\.\d+)?)+$")
+
+
+def _frame(text) -> Optional[Tuple[bool, str]]:
+    """(unreliable, function) of a stack frame line, None for any other line."""
+    m = _FRAME.match(text)
+    if m:
+        return bool(m.group(1)), m.group(2)
+    m = _ARM_FRAME.match(text)
+    return (False, m.group(1)) if m else None
 
 
 def _clean_fn(name):
@@ -167,7 +179,7 @@ _SKIP = _skips(
     r"fixup_bug", r"do_error_trap", r"do_trap\w*", r"do_invalid_op", r"panic\w*", r"nmi_panic",
     r"check_panic_on_warn", r"die\w*", r"__die\w*", r"oops_\w+", r"__bug", r"bug_handler",
     r"check_data_corruption", r"ubsan_epilogue", r"bad_page", r"dump_page", r"__dump_page",
-    r"print_bad_pte", r"refcount_warn_saturate", r"debug_print_object", r"debug_object_\w+",
+    r"print_bad_pte", r"refcount_warn_saturate", r"debug_check_no_locks_\w+", r"debug_print_object", r"debug_object_\w+",
     r"_*fortify_\w+", r"usercopy_\w+", r"_*check_heap_object", r"kobject_\w+", r"__stack_chk_fail",
     # exception and interrupt entry glue
     r"asm_\w+", r"exc_\w+", r"entry_\w+", r"ret_from_\w+", r"error_entry", r"sysvec_\w+",
@@ -255,7 +267,7 @@ class _Rule:
     armed_by: Optional[str] = None  # the report ends after the stack that follows this line
     dies: bool = False  # an "Oops: ... [#1]"-style die() line follows inside the report
     die_line: bool = False  # this header is itself such a die() line
-    single: bool = False  # one-line report (more of the same header join it)
+    single: bool = False  # one-line report (more of the same header join it), unless it absorbs a header
     consequence: bool = False  # a panic that only follows another report
     absorbs: Optional["re.Pattern[str]"] = None  # later headers that join it before its stack
     needs_stack: bool = False  # no report unless a stack frame follows (catch-alls)
@@ -305,7 +317,7 @@ _WARN_SOURCES = (
 _RULES = (
     # Look-alikes that start with a header word: lockdep's and the NMI handler's notes, the SLUB
     # detail lines of mm/slub.c print_trailer()/print_tracking() when their report was not seen
-    _rule(None, r"INFO: (?:lockdep is turned off|NMI handler \(|(?:Allocated|Freed) in |Slab 0x|Object 0x"
+    _rule(None, r"INFO: (?:lockdep is turned off|NMI handler (?:\(|took too long)|(?:Allocated|Freed) in |Slab 0x|Object 0x"
           r"|0x[0-9a-f]+-0x)", ""),
     # Sanitizers: KASAN (mm/kasan/report.c), KFENCE (mm/kfence/report.c), KMSAN, KCSAN
     # (kernel/kcsan/report.c print_report(): "BUG: KCSAN: data-race in f1 / f2", the two sorted)
@@ -325,8 +337,10 @@ _RULES = (
     _rule(LOCKDEP, r"INFO: trying to register non-static key", "INFO: trying to register non-static key in {fn}"),
     # CHECK_DATA_CORRUPTION() messages (include/linux/bug.h): the WARN or BUG follows; before 5.x
     # fs/super.c printed the first one alone ("Self-destruct in 5 seconds.  Have a nice day...")
-    _rule(BUG, r"VFS: Busy inodes after unmount", "VFS: Busy inodes after unmount", fns=(), absorbs=_WARN_OR_BUG),
-    _rule(BUG, r"VFS: Close: file count is 0", "VFS: Close: file count is 0", fns=(), absorbs=_WARN_OR_BUG),
+    _rule(BUG, r"VFS: Busy inodes after unmount", "VFS: Busy inodes after unmount", fns=(), absorbs=_WARN_OR_BUG,
+          single=True),
+    _rule(BUG, r"VFS: Close: file count is 0", "VFS: Close: file count is 0", fns=(), absorbs=_WARN_OR_BUG,
+          single=True),
     # mm/usercopy.c usercopy_abort(): the message, then "kernel BUG at mm/usercopy.c"
     _rule(BUG, r"usercopy: Kernel memory (?:exposure|overwrite) attempt detected", "BUG: bad usercopy in {fn}",
           fns=("rip", "trace"), absorbs=_WARN_OR_BUG, dies=True),
@@ -415,7 +429,7 @@ _RULES = (
           "kernel panic: {reason}", fns=(), consequence=True),
     _rule(PANIC, r"Kernel panic - not syncing: ", "kernel panic: {reason}", fns=()),
     # SLUB debugging (mm/slub.c slab_bug()): "BUG kmalloc-64 (Not tainted): Poison overwritten"
-    _rule(BUG, r"BUG (?P<cache>[\w.:-]+) \((?:Not tainted|Tainted: [^)]*)\): (?P<what>.+)",
+    _rule(BUG, r"BUG (?P<cache>[\w.:-]+)(?: \((?:Not tainted|Tainted: [^)]*)\))?: (?P<what>.+)",
           "BUG {cache}: {what}", fns=()),
     # any other "BUG: ..." (workqueue lockup, non-zero pgtables_bytes, ...), "WARNING: ...", "INFO: ..."
     _rule(BUG, r"BUG: (?P<what>.+)", "BUG: {what} in {fn}", catch_all=True),
@@ -437,8 +451,8 @@ _ACCESS = re.compile(r"(Read|Write) of size \d+")
 _LOCK_LINE = re.compile(r"\s*#\d+: ")  # a held lock (lockdep print_lock()): listed like frames
 # Lines that may follow a report's last stack trace and still belong to it.
 _AFTER_STACK = re.compile(
-    r"\s*$|\s*(?:R[A-Z0-9]{2}|E[A-Z]{2}|[C-G]S|CR\d|DR\d|PKRU|RIP|EIP|Code|pc|lr|sp|x\d+)\s?: "
-    r"|(?:Modules linked in|CPU: |Hardware name|Workqueue|irq event stamp|hardirqs last|softirqs last"
+    r"\s*$|\s*(?:[0-9a-f]{8,16} ){2,}[0-9a-f]{8,16}$|\s*(?:R[A-Z0-9]{2}|E[A-Z]{2}|[C-G]S|CR\d|DR\d|PKRU|RIP|EIP|Code|pc|lr|sp|x\d+)\s?: "
+    r"|(?:Modules linked in|CPU: |Pid: |Hardware name|Workqueue|irq event stamp|hardirqs last|softirqs last"
     r"|Kernel panic|Kernel Offset|Rebooting in|Disabling lock debugging|Showing all locks held|no locks held"
     r"|\d+ locks? held by| *#\d+: |INFO: lockdep is turned off|Sending NMI|NMI backtrace|task:|Dumping ftrace"
     r"|Fixing recursive fault|---\[|PGD |#PF: |Oops|Internal error|\s*(?:Call Trace|Call trace)|Stack:)"
@@ -478,6 +492,7 @@ class _Report:
         self.list_what = None  # (what, how) when a WARNING/BUG turned out to be list corruption
         self.complete = False  # it reached its end (end marker, banner, the end of its stack)
         self.counted = False  # listed among the scanner's reports
+        self.absorbed = False  # a later header joined it (rule.absorbs)
 
     def add(self, line):
         self.lines.append(line)
@@ -496,16 +511,17 @@ class _Report:
         if self.rule.banner_end and _BANNER.match(text) and len(self.lines) > self.header + 1:
             self.complete = True
             return "last"
-        if self.rule.single:
+        if self.rule.single and not self.absorbed:
             return "close"
         mark = _STACK_MARK.match(text)
-        frame = _FRAME.match(text) or _LOCK_LINE.match(text)
+        frame = _frame(text) or _LOCK_LINE.match(text) or _RAW_FRAME.match(text)
         if frame or mark:
             self.frames += 1
         elif not self.frames and len(self.lines) - self.header > NO_STACK_LINES:
             return "close"
         if self.rule.armed_by and text.strip() == self.rule.armed_by:
-            self.armed = True
+            self.armed, self.tracing = True, False
+            return "add"
         if _TRACE_START.match(text):
             self.tracing, self.stack_done = True, False
             return "add"
@@ -530,6 +546,7 @@ class _Report:
         if rule.catch_all and not self.stack_done:
             return True
         if self.rule.absorbs and not self.frames and self.rule.absorbs.match(match.string):
+            self.absorbed = True
             return True
         if rule.die_line and self.rule.dies and not self.died:
             self.died = True
@@ -633,9 +650,9 @@ class _Report:
                 if m:
                     return [m.group(1)]
                 if line.text.rstrip().endswith(" at:") and i + 1 < len(body):
-                    m = _FRAME.match(body[i + 1].text)
-                    if m:
-                        return [m.group(2)]
+                    frame = _frame(body[i + 1].text)
+                    if frame:
+                        return [frame[1]]
             return []
         return self._trace(body)
 
@@ -645,12 +662,12 @@ class _Report:
         texts = [line.text for line in body[1:]]
         start = next((i + 1 for i, t in enumerate(texts) if _TRACE_START.match(t)), None)
         if start is None:
-            start = next((i for i, t in enumerate(texts) if _FRAME.match(t)), len(texts))
+            start = next((i for i, t in enumerate(texts) if _frame(t)), len(texts))
         frames = []
         for text in texts[start:]:
-            m = _FRAME.match(text)
-            if m:
-                frames.append((bool(m.group(1)), m.group(2)))
+            frame = _frame(text)
+            if frame:
+                frames.append(frame)
             elif _STACK_MARK.match(text) and text.strip() != "</TASK>":
                 continue
             elif frames:

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import crash, scanlog
 from harness.crash import Scanner, parse_line, scan_lines, scan_text
@@ -18,62 +19,9 @@ def found(name):
     return [(c.kind, c.title, c.line) for c in scan(name)]
 
 
-# fixture -> every report in it: (kind, title, first line)
-EXPECTED = {
-    "ksm-warning.log": [("WARNING", "WARNING in remove_stable_node", 1)],
-    "warning-formats.log": [
-        ("WARNING", "WARNING in remove_stable_node", 1),
-        ("WARNING", "WARNING in remove_node_from_stable_tree", 10),
-        ("WARNING", "WARNING in ksm_might_need_to_copy", 20),
-    ],
-    "doc-4.8-warning.log": [("WARNING", "WARNING in module_put", 1)],
-    "qemu-6.1-boot-topology-warning.log": [("WARNING", "WARNING in topology_sane", 6)],
-    "qemu-6.1-kmsg-topology-warning.log": [("WARNING", "WARNING in topology_sane", 6)],
-    "ksm-page-fault.log": [("BUG", "BUG: unable to handle kernel paging request in rb_erase", 1)],
-    "ksm-null-deref.log": [("BUG", "BUG: unable to handle kernel NULL pointer dereference in get_ksm_page", 1)],
-    "doc-old-null-deref.log": [("BUG", "BUG: unable to handle kernel NULL pointer dereference in iret_exc", 1)],
-    "ksm-kernel-bug-panic.log": [("BUG", "kernel BUG in ksm_might_need_to_copy", 7)],
-    "ksm-kasan-uaf.log": [("KASAN", "KASAN: use-after-free Read in get_ksm_page", 1)],
-    "doc-kasan.log": [("KASAN", "KASAN: slab-out-of-bounds Write in kmalloc_oob_right", 1)],
-    "doc-kfence.log": [
-        ("KFENCE", "KFENCE: out-of-bounds read in test_out_of_bounds_read", 1),
-        ("KFENCE", "KFENCE: use-after-free read in test_use_after_free_read", 25),
-        ("KFENCE", "KFENCE: invalid free in test_double_free", 56),
-        ("KFENCE", "KFENCE: memory corruption in test_kmalloc_aligned_oob_write", 87),
-        ("KFENCE", "KFENCE: invalid read in test_invalid_access", 111),
-    ],
-    "doc-kmsan.log": [("KMSAN", "KMSAN: uninit-value in test_uninit_kmsan_check_memory", 1)],
-    "doc-ubsan.log": [("UBSAN", "UBSAN: Undefined behaviour in _mix_pool_bytes", 1)],
-    "ksm-gpf.log": [("GPF", "general protection fault in remove_node_from_stable_tree", 1)],
-    "bad-page-state.log": [("BUG", "BUG: Bad page state in exit_mmap", 1)],
-    "bad-rss-counter.log": [("BUG", "BUG: Bad rss-counter state", 2)],
-    "sleeping-function.log": [
-        ("BUG", "BUG: sleeping function called from invalid context in alloc_stable_node_chain", 1)],
-    "scheduling-while-atomic.log": [("BUG", "BUG: scheduling while atomic in ksm_scan_thread", 1)],
-    "soft-lockup.log": [("lockup", "BUG: soft lockup in stable_tree_search", 1)],
-    "hard-lockup.log": [("lockup", "hard LOCKUP in ksm_do_scan", 1)],
-    "spinlock-bad-magic.log": [("BUG", "BUG: spinlock bad magic in remove_rmap_item_from_tree", 1)],
-    "list-corruption.log": [
-        ("list", "list_del corruption in remove_node_from_stable_tree", 1),
-        ("list", "list_add corruption in stable_tree_append", 14),
-        ("list", "list_del corruption in remove_node_from_stable_tree", 27),
-    ],
-    "hung-task.log": [("hung", "INFO: task hung in ksm_madvise", 1)],
-    "rcu-self-detected-stall.log": [("stall", "INFO: rcu detected stall in stable_tree_search", 1)],
-    "doc-rcu-stall.log": [("stall", "INFO: rcu detected stall", 1)],
-    "double-fault.log": [("BUG", "PANIC: double fault in stable_tree_search", 1)],
-    "lockdep-circular.log": [("lockdep", "possible deadlock in ksm_do_scan", 2)],
-    "lockdep-inconsistent.log": [("lockdep", "inconsistent lock state in rmap_walk_ksm", 2)],
-    "qemu-6.1-panic-kill-init.log": [("panic", "kernel panic: Attempted to kill init!", 10)],
-    "qemu-6.1-sysrq-crash.log": [("panic", "kernel panic: sysrq triggered crash", 7)],
-    "syslog.log": [("WARNING", "WARNING in remove_stable_node", 2), ("BUG", "BUG: Bad rss-counter state", 15)],
-    "serial-garbage.log": [("KASAN", "KASAN: use-after-free Read in get_ksm_page", 5)],
-    "dmesg-x.log": [("WARNING", "WARNING in remove_stable_node", 1)],
-    # look-alikes: nothing to report
-    "lookalikes.log": [],
-    "qemu-6.1-sysrq-lookalikes.log": [],
-    "host-6.18-kmsg-dump.log": [],
-}
+# fixture -> every report in it: (kind, title, first line); see tests/data/logs/expected.yaml
+EXPECTED = {name: [tuple(report) for report in entry["reports"]]
+            for name, entry in yaml.safe_load((LOGS / "expected.yaml").read_text()).items()}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -8,7 +8,8 @@ each from a child shell, so an oops kills only that child). A type prefixed with
 the background and the guest then waits WAIT seconds for the hung-task, soft-lockup and RCU
 stall detectors (kernel/hung_task.c, kernel/watchdog.c, kernel/rcu/tree_stall.h), whose
 thresholds /init lowers first. A type that kills the guest ends its boot; the types after it
-start the next boot. The console of boot N is OUTDIR/console-N.log.
+start the next boot. The console of boot N is OUTDIR/console-N.log; the lines from each
+"lkdtm: Performing direct entry TYPE" to the next go to OUTDIR/lkdtm-TYPE.log, unmodified.
 
 Every qemu run holds /tmp/session-vm.lock (one VM at a time on this machine) and is killed after
 BOOT_TIMEOUT seconds.
@@ -86,6 +87,22 @@ def main(kernel: str, outdir: str, *boots: str) -> None:
         if last + 1 < len(types):  # the guest died at types[last]: the rest boot again
             queue.insert(0, types[last + 1:])
     os.unlink(initrd)
+    for console in sorted(out.glob("console-*.log")):
+        split(console.read_text(errors="replace"), out)
+
+
+def split(text: str, out: Path) -> None:
+    """Write each type's part of a console log to OUTDIR/lkdtm-TYPE.log."""
+    name, part = None, []
+    for line in text.splitlines(keepends=True):
+        m = DONE.search(line)
+        if m or not line:
+            if name:
+                (out / f"lkdtm-{name}.log").write_text("".join(part))
+            name, part = m.group(1), []
+        part.append(line)
+    if name:
+        (out / f"lkdtm-{name}.log").write_text("".join(part))
 
 
 if __name__ == "__main__":
