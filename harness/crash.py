@@ -94,33 +94,37 @@ def parse_line(raw, lineno=0) -> List[LogLine]:
 
     Returns [] for the " KEY=value" lines that follow a /dev/kmsg record.
     """
-    raw = _CONTROL.sub("", _ANSI.sub("", raw.rstrip("\r\n")))
+    raw = raw.rstrip("\r\n")
+    if not raw.isprintable():  # escape sequences, NULs, CRs of a serial console (a tab, too)
+        raw = _CONTROL.sub("", _ANSI.sub("", raw))
     text, kernel, usec, seq, caller = raw, None, None, None, None
-    m = _KMSG.match(text)
-    if m:
-        facility = int(m.group(1)) >> 3
-        kernel, seq, usec = facility == 0, int(m.group(2)), int(m.group(3))
-        parts = _unescape_kmsg(m.group(6)).split("\n")
-        return [LogLine(raw, part, lineno, kernel, usec, seq, m.group(5)) for part in parts]
-    if _KMSG_FIELD.match(text) and "=" in text and " " not in text[1:]:
-        return []
-    m = _SYSLOG.match(text)
-    if m:
-        kernel, text = m.group(1) == "kernel", text[m.end():]
-    m = _DMESG_X.match(text)
-    if m:
-        kernel, text = m.group(1) == "kern", text[m.end():]
-    m = _PRI.match(text)
-    if m:
-        kernel, text = int(m.group(1)) >> 3 == 0 if kernel is None else kernel, text[m.end():]
+    if not raw.startswith("["):  # "[   12.345678] ": plain dmesg or console, the common case
+        m = _KMSG.match(text)
+        if m:
+            facility = int(m.group(1)) >> 3
+            kernel, seq, usec = facility == 0, int(m.group(2)), int(m.group(3))
+            parts = _unescape_kmsg(m.group(6)).split("\n")
+            return [LogLine(raw, part, lineno, kernel, usec, seq, m.group(5)) for part in parts]
+        if _KMSG_FIELD.match(text) and "=" in text and " " not in text[1:]:
+            return []
+        m = _SYSLOG.match(text)
+        if m:
+            kernel, text = m.group(1) == "kernel", text[m.end():]
+        m = _DMESG_X.match(text)
+        if m:
+            kernel, text = m.group(1) == "kern", text[m.end():]
+        m = _PRI.match(text)
+        if m:
+            kernel, text = int(m.group(1)) >> 3 == 0 if kernel is None else kernel, text[m.end():]
     m = _TIME.match(text)
     if m:
         usec = int(m.group(1)) * 1_000_000 + int(m.group(2).ljust(6, "0")[:6])
         kernel = True if kernel is None else kernel
         text = text[m.end():]
-        m = _CALLER.match(text)
-        if m:
-            caller, text = m.group(1), text[m.end():]
+        if text.startswith("["):
+            m = _CALLER.match(text)
+            if m:
+                caller, text = m.group(1), text[m.end():]
     return [LogLine(raw, text.rstrip(), lineno, kernel, usec, seq, caller)]
 
 

@@ -126,6 +126,48 @@ def test_streaming_scanner_matches_batch_scan():
     assert seen[:2] == [0, 1] and seen[-1] == 3  # a report counts from its header line
 
 
+def test_caller_ids_keep_interleaved_reports_apart():
+    warning, oops = scan("caller-id-interleaved.log")
+    assert all("[  T100]" in line for line in warning.lines)
+    assert all("[  T200]" in line for line in oops.lines)
+    assert warning.lines[-1].endswith("---[ end trace 0000000000000000 ]---")
+    assert not warning.corrupted and not oops.corrupted
+
+
+def test_report_cut_by_the_end_of_the_log_is_corrupted():
+    (kasan,) = scan("cut-at-end.log")
+    assert kasan.corrupted  # no closing banner
+    warning, bug = scan("cut-before-stack.log")
+    assert warning.corrupted and not bug.corrupted  # the BUG came before the WARNING's stack
+
+
+def test_whole_reports_are_not_corrupted():
+    assert not any(c.corrupted for name in ("ksm-warning.log", "ksm-kasan-uaf.log", "lockdep-circular.log",
+                                            "hung-task.log", "kmemleak-6.1.log") for c in scan(name))
+
+
+def test_unknown_warning_or_info_header_needs_a_stack():
+    stack = ["[ 1.1] CPU: 0 PID: 1 Comm: a.out Not tainted 6.1.192 #1", "[ 1.2] Call Trace:",
+             "[ 1.3]  <TASK>", "[ 1.4]  ksm_do_scan+0x1/0x2", "[ 1.5]  </TASK>"]
+    assert [c.title for c in scan_lines(["[ 1.0] WARNING: something new happened"] + stack)] == [
+        "WARNING: something new happened in ksm_do_scan"]
+    assert [c.title for c in scan_lines(["[ 1.0] INFO: something new: 12 jiffies"] + stack)] == [
+        "INFO: something new in ksm_do_scan"]
+    assert scan_lines(["[ 1.0] WARNING: something new happened", "[ 1.1] next"]) == []
+
+
+def test_info_lines_inside_a_slub_report_do_not_start_reports():
+    (c,) = scan("doc-6.12-slub.log")
+    assert sum("INFO:" in line for line in c.lines) == 4
+
+
+def test_kmsg_caller_field():
+    (line,) = parse_line("4,7,8,-,caller=T123;hello")
+    assert (line.text, line.caller, line.seq) == ("hello", "T123", 7)
+    (line,) = parse_line("[   12.345678][    C1] hello")
+    assert (line.text, line.caller) == ("hello", "C1")
+
+
 # --- look-alikes ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("line", [
@@ -158,6 +200,7 @@ def test_untimestamped_line_among_kernel_lines_is_user_space():
 @pytest.mark.parametrize("raw,text,kernel,usec", [
     ("[   12.345678] hello", "hello", True, 12_345_678),
     ("[   12.345678][  T123] hello", "hello", True, 12_345_678),
+    ("[   12.345678] [Firmware Bug]: hello", "[Firmware Bug]: hello", True, 12_345_678),
     ("<4>[   12.345678] hello", "hello", True, 12_345_678),
     ("<12>hello", "hello", False, None),
     ("hello\r", "hello", None, None),

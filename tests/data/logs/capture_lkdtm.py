@@ -38,8 +38,23 @@ echo 3 > /proc/sys/kernel/hung_task_timeout_secs
 echo 2 > /proc/sys/kernel/watchdog_thresh
 echo 4 > /sys/module/rcupdate/parameters/rcu_cpu_stall_timeout
 echo 8 > /proc/sys/kernel/printk
+# LOOKALIKES: the memory failure and swap write errors that scenarios provoke on purpose:
+# hwpoison by pfn (mm/hwpoison-inject.c), and a swap device on a loop device failed by
+# fail_make_request (block/blk-core.c should_fail_bio()), filled by a tmpfs file bigger than RAM
+lookalikes() {
+    for pfn in 0x10000 0x10100 0x12000 0x14000; do echo $pfn > /sys/kernel/debug/hwpoison/corrupt-pfn; done
+    mkdir -p /tmp && mount -t tmpfs -o size=1G tmpfs /tmp
+    dd if=/dev/zero of=/tmp/swap bs=1M count=64 2>/dev/null
+    losetup /dev/loop0 /tmp/swap && mkswap /dev/loop0 >/dev/null && swapon /dev/loop0
+    echo 1 > /sys/block/loop0/make-it-fail
+    F=/sys/kernel/debug/fail_make_request
+    echo 100 > $F/probability; echo 20 > $F/times; echo 1 > $F/verbose
+    dd if=/dev/zero of=/tmp/fill bs=1M count=560 2>/dev/null
+    rm -f /tmp/fill; swapoff /dev/loop0
+}
 for t in $(echo "$LKDTM_TYPES" | tr , ' '); do
     case "$t" in
+    LOOKALIKES) echo "lkdtm: Performing direct entry LOOKALIKES" > /dev/kmsg; lookalikes ;;
     \&*) (echo "${t#&}" > /sys/kernel/debug/provoke-crash/DIRECT) & sleep __WAIT__ ;;
     *) (echo "$t" > /sys/kernel/debug/provoke-crash/DIRECT); sleep 1 ;;
     esac
@@ -52,7 +67,9 @@ def build_initramfs(path: Path) -> None:
     entries = [initramfs.directory(d) for d in ("bin", "dev", "proc", "sys")]
     entries.append(initramfs.chardev("dev/console", 5, 1))
     entries.append(initramfs.regular("bin/busybox", Path("/bin/busybox").read_bytes(), 0o755))
-    entries += [initramfs.symlink(f"bin/{a}", "busybox") for a in ("sh", "mount", "tr", "sleep", "poweroff")]
+    entries += [initramfs.symlink(f"bin/{a}", "busybox") for a in ("sh", "mount", "tr", "sleep", "poweroff",
+                                                                    "mkdir", "dd", "losetup", "mkswap",
+                                                                    "swapon", "swapoff", "rm")]
     entries.append(initramfs.regular("init", INIT.replace("__WAIT__", str(WAIT)).encode(), 0o755))
     buf = io.BytesIO()
     initramfs.write_cpio(entries, buf)
