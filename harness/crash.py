@@ -141,6 +141,8 @@ _FRAME = re.compile(
 )
 # arm (arch/arm/kernel/traps.c dump_backtrace_entry()): "[<c0a2f6a0>] (rb_erase) from [<c02c4a10>] (caller+0x90/0x140)"
 _ARM_FRAME = re.compile(r"\s*\[<[0-9a-f]+>\] \(" + _FN + r"(?:" + _OFF + r")?\) from \[<[0-9a-f]+>\] \(")
+# powerpc (arch/powerpc/kernel/process.c show_stack()): "[c0000000fe3f3b70] [c000000000123456] fn+0x12/0x40"
+_PPC_FRAME = re.compile(r"\s*\[[0-9a-f]+\] \[[0-9a-f]+\] " + _FN + _OFF + r"(?: \(unreliable\))?\s*$")
 _RAW_FRAME = re.compile(r"\s*(?:\[<[0-9a-f]+>\]\s*)?(?:\?\s+)?0x[0-9a-f]+\s*$")  # an address with no symbol
 _STACK_MARK = re.compile(r"\s*</?(?:IRQ|TASK|NMI|SOFTIRQ|EOI)>\s*$")
 # "backtrace:" / "backtrace (crc 1a2b):" is kmemleak's (print_unreferenced() in mm/kmemleak.c)
@@ -148,10 +150,11 @@ _TRACE_START = re.compile(
     r"\s*(?:Call Trace|Call trace|Backtrace|Exception stack\(.*\)|backtrace(?: \(crc [0-9a-f]+\))?)"
     r":?\s*$")
 # The function the CPU was in: RIP (x86-64, kernel CS only), EIP/IP (i386), pc (arm64),
-# PC is at (arm), NIP (powerpc).
+# PC is at (arm), NIP (powerpc), epc (riscv), Krnl PSW (s390).
 _RIP = re.compile(
     r"\s*(?:RIP: 0010:(?:\[<[0-9a-f]+>\]\s+\[<[0-9a-f]+>\] )?|EIP: (?:0060:\[<[0-9a-f]+>\] )?|EIP is at |"
-    r"IP: \[<[0-9a-f]+>\] |pc : |PC is at |NIP \[[0-9a-f]+\] )" + _FN + r"\+0x"
+    r"IP: \[<[0-9a-f]+>\] |pc : |PC is at |NIP \[[0-9a-f]+\] |epc : |Krnl PSW : [0-9a-f]+ [0-9a-f]+ \()"
+    + _FN + r"\+0x"
 )
 _LOCKDEP_AT = re.compile(r"at: (?:\[<[0-9a-f]+>\] )?" + _FN + r"\+0x")
 _SUFFIX = re.compile(r"(?:\.(?:isra|constprop|part|cold|llvm|lto_priv|localalias|\d+)(?:\.\d+)?)+$")
@@ -162,8 +165,8 @@ def _frame(text) -> Optional[Tuple[bool, str]]:
     m = _FRAME.match(text)
     if m:
         return bool(m.group(1)), m.group(2)
-    m = _ARM_FRAME.match(text)
-    return (False, m.group(1)) if m else None
+    m = _ARM_FRAME.match(text) or _PPC_FRAME.match(text)
+    return (text.endswith(" (unreliable)"), m.group(1)) if m else None
 
 
 def _clean_fn(name):
@@ -183,7 +186,7 @@ _SKIP = _skips(
     r"fixup_bug", r"do_error_trap", r"do_trap\w*", r"do_invalid_op", r"panic\w*", r"nmi_panic",
     r"check_panic_on_warn", r"die\w*", r"__die\w*", r"oops_\w+", r"__bug", r"bug_handler",
     r"check_data_corruption", r"ubsan_epilogue", r"bad_page", r"dump_page", r"__dump_page",
-    r"print_bad_pte", r"refcount_warn_saturate", r"debug_check_no_locks_\w+", r"debug_print_object", r"debug_object_\w+",
+    r"print_bad_pte", r"_*refcount_\w+", r"debug_check_no_locks_\w+", r"debug_print_object", r"debug_object_\w+",
     r"_*fortify_\w+", r"usercopy_\w+", r"_*check_heap_object", r"kobject_\w+", r"__stack_chk_fail",
     # exception and interrupt entry glue
     r"asm_\w+", r"exc_\w+", r"entry_\w+", r"ret_from_\w+", r"error_entry", r"sysvec_\w+",
@@ -360,13 +363,16 @@ _RULES = (
     _rule(BUG, r"[Kk]ernel BUG at (?P<loc>[^!\s]+)", "kernel BUG in {fn}", fns=("rip", "trace"), dies=True),
     # page faults: arch/x86/mm/fault.c show_fault_oops() (4.17+ and before),
     # arch/arm64/mm/fault.c die_kernel_fault(), arch/arm/mm/fault.c __do_kernel_fault()
-    _rule(BUG, r"BUG: kernel NULL pointer dereference|BUG: unable to handle kernel NULL pointer dereference"
+    # arch/powerpc/mm/fault.c bad_page_fault(), arch/riscv/mm/fault.c, arch/s390/mm/fault.c
+    _rule(BUG, r"BUG: [Kk]ernel NULL pointer dereference|BUG: unable to handle kernel NULL pointer dereference"
           r"|Unable to handle kernel NULL pointer dereference",
           "BUG: unable to handle kernel NULL pointer dereference in {fn}", fns=("rip", "trace"), dies=True),
-    _rule(BUG, r"BUG: unable to handle (?:page fault|kernel paging request)|Unable to handle kernel paging request",
+    _rule(BUG, r"BUG: unable to handle (?:page fault|kernel paging request)|Unable to handle kernel paging request"
+          r"|BUG: Unable to handle kernel data access",
           "BUG: unable to handle kernel paging request in {fn}", fns=("rip", "trace"), dies=True),
-    _rule(BUG, r"Unable to handle kernel (?P<what>access to user memory|execute from non-executable memory"
-          r"|write to read-only memory|\w[\w ]*?) (?:outside uaccess routines )?at virtual address",
+    _rule(BUG, r"(?:BUG: )?Unable to handle kernel (?P<what>access to user memory|execute from non-executable memory"
+          r"|write to read-only memory|\w[\w ]*?)(?: outside uaccess routines)?"
+          r"(?: at virtual address| in virtual \w+ address space| at 0x|$| \()",
           "BUG: unable to handle kernel {what} in {fn}", fns=("rip", "trace"), dies=True),
     # arch/arm/mm/fault.c do_DataAbort() (a user-mode fault prints it too, without a stack),
     # arch/arm/mm/alignment.c do_alignment()
@@ -419,7 +425,9 @@ _RULES = (
           die_line=True),
     _rule(BUG, r"(?:Oops: )?(?P<what>invalid opcode|divide error|stack guard page|bounds|alignment check"
           r"|invalid TSS|segment not present|int3)" + _DIE, "{what} in {fn}", fns=("rip", "trace"), die_line=True),
-    _rule(BUG, r"(?:Internal error: )?Oops(?: - BUG)?: (?:[0-9a-f]+ )?\[#\d+\]|Internal error: (?:Oops[^:]*)?: ",
+    _rule(BUG, r"(?:Internal error: )?Oops(?: - BUG)?: (?:[0-9a-f]+ )?\[#\d+\]|Internal error: (?:Oops[^:]*)?: "
+          r"|Oops(?:: [^\[]*)? ?\[#\d+\]",  # powerpc "Oops: Kernel access of bad area, sig: 11 [#1]",
+          # riscv "Oops [#1]", s390 "Oops: 0004 ilc:3 [#1]"
           "Oops in {fn}", fns=("rip", "trace"), die_line=True),
     _rule(BUG, r"Internal error: (?P<what>[a-z][\w -]*): [0-9a-f]+ \[#\d+\]", "{what} in {fn}",
           fns=("rip", "trace"), die_line=True),
@@ -459,7 +467,8 @@ _AFTER_STACK = re.compile(
     r"|(?:Modules linked in|CPU: |Pid: |Hardware name|Workqueue|irq event stamp|hardirqs last|softirqs last"
     r"|Kernel panic|Kernel Offset|Rebooting in|Disabling lock debugging|Showing all locks held|no locks held"
     r"|\d+ locks? held by| *#\d+: |INFO: lockdep is turned off|Sending NMI|NMI backtrace|task:|Dumping ftrace"
-    r"|Fixing recursive fault|---\[|PGD |#PF: |Oops|Internal error|\s*(?:Call Trace|Call trace)|Stack:)"
+    r"|Fixing recursive fault|---\[|PGD |#PF: |Oops|Internal error|\s*(?:Call Trace|Call trace)|Stack:"
+    r"|Instruction dump|Last Breaking-Event-Address)"
 )
 
 
