@@ -460,6 +460,7 @@ _END = re.compile(r"\s*---\[ end (?:trace|Kernel panic)")
 _BANNER = re.compile(r"\s*={20,}\s*$")
 _CUT_HERE = re.compile(r"\s*(?:-+\[ cut here \]-+|8<-+ cut here -+)\s*$")  # lib/bug.c; arm's fault.c
 _ACCESS = re.compile(r"(Read|Write) of size \d+")
+_CONTINUATION = re.compile(r"\s*(?:-> #\d+ |#\d+: |\[<[0-9a-f]+>\])")  # see Scanner._continues()
 _LOCK_LINE = re.compile(r"\s*#\d+: ")  # a held lock (lockdep print_lock()): listed like frames
 # Lines that may follow a report's last stack trace and still belong to it.
 _AFTER_STACK = re.compile(
@@ -728,7 +729,7 @@ class Scanner:
         """Feed one parsed line."""
         if line.kernel is False:
             return
-        if line.kernel is None and self._marked:
+        if line.kernel is None and self._marked and not self._continues(line):
             return  # untimestamped text between kernel lines: user-space output on the console
         if line.kernel:
             self._marked = True
@@ -763,6 +764,12 @@ class Scanner:
             recent.clear()
         else:
             recent.append(line)
+
+    def _continues(self, line) -> bool:
+        """An untimestamped line that goes on an open report: before 4.x the kernel stamped
+        only the first line of a printk() with several ("\n-> #1 (&mm->mmap_sem){++++++}:"
+        in lockdep's print_circular_bug_entry(), stack frames printed with pr_cont())."""
+        return line.caller in self._open and bool(_CONTINUATION.match(line.text) or _frame(line.text))
 
     def crashes(self, start=0) -> List[Crash]:
         """Every report found so far (from the start-th on), in log order; open ones as they stand."""

@@ -161,6 +161,13 @@ def test_info_lines_inside_a_slub_report_do_not_start_reports():
     assert sum("INFO:" in line for line in c.lines) == 4
 
 
+def test_untimestamped_continuation_of_an_open_report_is_kept():
+    lines = ["[ 1.0] WARNING: CPU: 0 PID: 1 at mm/ksm.c:1 f+0x1/0x2", "[ 1.1] Call Trace:",
+             " [<ffffffff8116e9f5>] ksm_scan_thread+0x2a5/0x6c0", "ksm-test: running", "kernel BUG at mm/ksm.c:1!"]
+    (c,) = scan_lines(lines)
+    assert c.lines[-1] == lines[2]
+
+
 def test_kmsg_caller_field():
     (line,) = parse_line("4,7,8,-,caller=T123;hello")
     assert (line.text, line.caller, line.seq) == ("hello", "T123", 7)
