@@ -238,6 +238,12 @@ def test_scanlog_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert [(c["kind"], c["title"], c["line"]) for c in out["crashes"]] == EXPECTED["list-corruption.log"]
     assert out["crashes"][0]["lines"][0].endswith("[ cut here ]------------")
+    assert not out["crashes"][0]["corrupted"]
+
+
+def test_scanlog_marks_corrupted_reports(capsys):
+    assert scanlog.main([str(LOGS / "cut-at-end.log")]) == 1
+    assert "KASAN: use-after-free Read in get_ksm_page [KASAN, corrupted]" in capsys.readouterr().out
 
 
 def test_scanlog_human(capsys):
