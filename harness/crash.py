@@ -356,9 +356,10 @@ _RULES = (
     _rule(WARNING, r"WARNING: (?:CPU: \d+ PID: \d+ at (?P<loc>\S+)(?: " + _HFN + r"(?:\+0x|\())?"
           r"|at (?P<loc2>\S+) (?P<fn2>[\w.$]+)(?:\+0x|\()|(?P<loc3>\S+:\d+) at (?P<fn3>[\w.$]+)\+0x)",
           "WARNING in {fn}", fns=("header", "rip", "trace")),
-    # lib/list_debug.c (a WARN or a BUG follows, with CONFIG_BUG_ON_DATA_CORRUPTION)
-    _rule(LIST, r"(?P<what>list_add|list_del|hlist_add|hlist_del)(?P<how> corruption| double add)\b",
-          "{what}{how} in {fn}", fns=("rip", "trace"), dies=True),
+    # lib/list_debug.c (a WARN or a BUG follows, with CONFIG_BUG_ON_DATA_CORRUPTION): syzbot
+    # titles every kind "BUG: corrupted list in FUNC"
+    _rule(LIST, r"(?:list_add|list_del|hlist_add|hlist_del)(?: corruption| double add)\b",
+          "BUG: corrupted list in {fn}", fns=("rip", "trace"), dies=True),
     # BUG(): "kernel BUG at mm/ksm.c:1234!" then "invalid opcode: 0000 [#1]" (x86)
     _rule(BUG, r"[Kk]ernel BUG at (?P<loc>[^!\s]+)", "kernel BUG in {fn}", fns=("rip", "trace"), dies=True),
     # page faults: arch/x86/mm/fault.c show_fault_oops() (4.17+ and before),
@@ -503,7 +504,7 @@ class _Report:
         self.armed = rule.armed_by is None and not rule.banner_end  # ends after its next stack
         self.stack_done = False  # armed and that stack is over: unrelated lines end the report
         self.died = rule.die_line  # its die() line has been seen
-        self.list_what = None  # (what, how) when a WARNING/BUG turned out to be list corruption
+        self.list_corruption = False  # a WARNING/BUG that turned out to be list corruption
         self.complete = False  # it reached its end (end marker, banner, the end of its stack)
         self.counted = False  # listed among the scanner's reports
         self.absorbed = False  # a later header joined it (rule.absorbs)
@@ -568,7 +569,7 @@ class _Report:
         if self.rule.kind == LIST and rule.kind in (WARNING, BUG) and not self.frames:
             return True
         if rule.kind == LIST and self.rule.kind in (WARNING, BUG) and "list_debug.c" in self._loc():
-            self.list_what = (match.group("what"), match.group("how"))
+            self.list_corruption = True
             return True
         return rule is self.rule and rule.single
 
@@ -600,9 +601,8 @@ class _Report:
         rule = self.rule
         groups = {k: v for k, v in self.match.groupdict().items() if k not in ("fn", "fn2", "fn3")}
         kind, template = rule.kind, rule.title
-        if self.list_what:
-            kind, template = LIST, "{what}{how} in {fn}"
-            groups["what"], groups["how"] = self.list_what
+        if self.list_corruption:
+            kind, template = LIST, _LIST_RULE.title
         elif template == "WARNING in {fn}":
             template = next((t for src, t in _WARN_SOURCES if src.match(self._loc())), template)
         elif template == "kernel BUG in {fn}" and self._loc().startswith("mm/usercopy.c"):
@@ -611,7 +611,7 @@ class _Report:
         groups["access"] = self._kasan_access()
         if rule.catch_all:
             groups["what"] = _short(groups["what"])
-        fn = self._function(rule if not self.list_what else _LIST_RULE)
+        fn = self._function(_LIST_RULE if self.list_corruption else rule)
         if "{fn}" in template and fn is None:
             return kind, self._title_without_fn(kind, template, groups)
         return kind, template.format(fn=fn, **{k: v or "" for k, v in groups.items()})
