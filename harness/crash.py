@@ -5,7 +5,9 @@ kernel prints in a fixed form ("WARNING: CPU: 0 PID: 1 at mm/ksm.c:123 fn+0x1/0x
 "BUG: KASAN: use-after-free in fn+0x..", "kernel BUG at mm/ksm.c:123!"), and its title
 names the first meaningful function of its stack in syzbot style ("WARNING in fn"),
 skipping the frames of the reporting machinery (dump_stack, __warn, kasan_report,
-panic, the exception entry glue, __list_del_entry_valid...).
+panic, the exception entry glue, __list_del_entry_valid...).  The report kinds are data:
+the _RULES table (one _Rule per kind, with the kernel function that prints it named),
+ending in catch-alls for unknown "BUG:", "WARNING:" and "INFO:" headers.
 
 Input may be `dmesg` output (with or without "[   12.345678] " time stamps), a
 /dev/kmsg dump ("4,123,456,-;text"), `dmesg -r` / `dmesg -x` output, a syslog or
@@ -20,7 +22,8 @@ A report ends at the kernel's end marker ("---[ end trace ... ]---", printed by
 oops_exit()/__warn(); "---[ end Kernel panic ... ]---" from panic()), at the closing
 "=====" banner of a sanitizer report, at the next report header, at the first
 unrelated line after its last stack trace, after a 2 s gap in time stamps, or after
-MAX_REPORT_LINES lines.
+MAX_REPORT_LINES lines; one that ends before its stack or banner is "corrupted".
+Lines with a CONFIG_PRINTK_CALLER id ("[  T123]") only go on reports of the same caller.
 
 Use scan_text()/scan_lines() for a whole log, or a Scanner to feed a log as it grows
 (harness.kmsg.KmsgWatcher does).
