@@ -220,7 +220,8 @@ _SKIP = _skips(
     # locking and lockdep
     r"_*lock_acquire\w*", r"_*lock_release", r"lock_is_held\w*", r"lockdep_\w+", r"print_\w+_bug",
     r"check_noncircular", r"check_prevs?_add", r"validate_chain", r"mark_lock\w*", r"mark_usage",
-    r"valid_state", r"register_lock_class", r"look_up_lock_class", r"lockdep_rcu_suspicious", r"_*raw_\w+", r"do_raw_\w+", r"spin_\w+", r"_*queued_\w+",
+    r"valid_state", r"register_lock_class", r"look_up_lock_class", r"_*raw_\w+", r"do_raw_\w+",
+    r"spin_\w+", r"_*queued_\w+",
     r"native_queued_\w+", r"__pv_queued_\w+", r"rwlock_bug", r"_*mutex_\w+", r"_*down\w*",
     r"_*up_(?:read|write)\w*", r"up", r"_*rwsem_\w+", r"_*percpu_(?:down|up)_\w+",
     # sleeping-in-atomic checks (kernel/sched/core.c)
@@ -327,8 +328,8 @@ _WARN_SOURCES = (
 _RULES = (
     # Look-alikes that start with a header word: lockdep's and the NMI handler's notes, the SLUB
     # detail lines of mm/slub.c print_trailer()/print_tracking() when their report was not seen
-    _rule(None, r"INFO: (?:lockdep is turned off|NMI handler (?:\(|took too long)|(?:Allocated|Freed) in |Slab 0x|Object 0x"
-          r"|0x[0-9a-f]+-0x)", ""),
+    _rule(None, r"INFO: (?:lockdep is turned off|NMI handler (?:\(|took too long)|(?:Allocated|Freed) in "
+          r"|Slab 0x|Object 0x|0x[0-9a-f]+-0x)", ""),
     # Sanitizers: KASAN (mm/kasan/report.c), KFENCE (mm/kfence/report.c), KMSAN, KCSAN
     # (kernel/kcsan/report.c print_report(): "BUG: KCSAN: data-race in f1 / f2", the two sorted)
     _rule(KASAN, r"BUG: KASAN: (?P<what>[\w-]+(?: or [\w-]+)?) in " + _HFN,
@@ -468,7 +469,8 @@ _CONTINUATION = re.compile(r"\s*(?:-> #\d+ |#\d+: |\[<[0-9a-f]+>\])")  # see Sca
 _LOCK_LINE = re.compile(r"\s*#\d+: ")  # a held lock (lockdep print_lock()): listed like frames
 # Lines that may follow a report's last stack trace and still belong to it.
 _AFTER_STACK = re.compile(
-    r"\s*$|\s*(?:[0-9a-f]{8,16} ){2,}[0-9a-f]{8,16}$|\s*(?:R[A-Z0-9]{2}|E[A-Z]{2}|[C-G]S|CR\d|DR\d|PKRU|RIP|EIP|Code|pc|lr|sp|x\d+)\s?: "
+    r"\s*$|\s*(?:[0-9a-f]{8,16} ){2,}[0-9a-f]{8,16}$"  # stack words (3.x show_stack_log_lvl())
+    r"|\s*(?:R[A-Z0-9]{2}|E[A-Z]{2}|[C-G]S|CR\d|DR\d|PKRU|RIP|EIP|Code|pc|lr|sp|x\d+)\s?: "
     r"|(?:Modules linked in|CPU: |Pid: |Hardware name|Workqueue|irq event stamp|hardirqs last|softirqs last"
     r"|Kernel panic|Kernel Offset|Rebooting in|Disabling lock debugging|Showing all locks held|no locks held"
     r"|\d+ locks? held by| *#\d+: |INFO: lockdep is turned off|Sending NMI|NMI backtrace|task:|Dumping ftrace"
