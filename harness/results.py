@@ -17,6 +17,7 @@ class Crash:
     line: int  # 1-based line in the scanned log (or record index for kmsg)
     lines: Tuple[str, ...]  # the report's own lines, as logged
     seq: Optional[int] = None  # /dev/kmsg sequence number, when read from kmsg
+    corrupted: bool = False  # cut short (end of log, next report) before its stack or closing banner
 
 
 @dataclass(frozen=True)

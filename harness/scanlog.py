@@ -40,12 +40,12 @@ def main(argv) -> int:
         return EXIT_USAGE
     crashes = scan_text(text)
     if args.json:
-        out = {"crashes": [{"kind": c.kind, "title": c.title, "line": c.line, "lines": list(c.lines)}
-                           for c in crashes]}
+        out = {"crashes": [{"kind": c.kind, "title": c.title, "line": c.line, "corrupted": c.corrupted,
+                            "lines": list(c.lines)} for c in crashes]}
         print(json.dumps(out, indent=2))
     else:
         for c in crashes:
-            print(f"{args.file}:{c.line}: {c.title} [{c.kind}]")
+            print(f"{args.file}:{c.line}: {c.title} [{c.kind}{', corrupted' if c.corrupted else ''}]")
             for line in c.lines:
                 print(f"    {line}")
             print()

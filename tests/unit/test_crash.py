@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import crash, scanlog
 from harness.crash import Scanner, parse_line, scan_lines, scan_text
@@ -18,62 +19,9 @@ def found(name):
     return [(c.kind, c.title, c.line) for c in scan(name)]
 
 
-# fixture -> every report in it: (kind, title, first line)
-EXPECTED = {
-    "ksm-warning.log": [("WARNING", "WARNING in remove_stable_node", 1)],
-    "warning-formats.log": [
-        ("WARNING", "WARNING in remove_stable_node", 1),
-        ("WARNING", "WARNING in remove_node_from_stable_tree", 10),
-        ("WARNING", "WARNING in ksm_might_need_to_copy", 20),
-    ],
-    "doc-4.8-warning.log": [("WARNING", "WARNING in module_put", 1)],
-    "qemu-6.1-boot-topology-warning.log": [("WARNING", "WARNING in topology_sane", 6)],
-    "qemu-6.1-kmsg-topology-warning.log": [("WARNING", "WARNING in topology_sane", 6)],
-    "ksm-page-fault.log": [("BUG", "BUG: unable to handle page fault in rb_erase", 1)],
-    "ksm-null-deref.log": [("BUG", "BUG: kernel NULL pointer dereference in get_ksm_page", 1)],
-    "doc-old-null-deref.log": [("BUG", "BUG: kernel NULL pointer dereference in iret_exc", 1)],
-    "ksm-kernel-bug-panic.log": [("BUG", "kernel BUG in ksm_might_need_to_copy", 7)],
-    "ksm-kasan-uaf.log": [("KASAN", "KASAN: use-after-free Read in get_ksm_page", 1)],
-    "doc-kasan.log": [("KASAN", "KASAN: slab-out-of-bounds Write in kmalloc_oob_right", 1)],
-    "doc-kfence.log": [
-        ("KFENCE", "KFENCE: out-of-bounds read in test_out_of_bounds_read", 1),
-        ("KFENCE", "KFENCE: use-after-free read in test_use_after_free_read", 25),
-        ("KFENCE", "KFENCE: invalid free in test_double_free", 56),
-        ("KFENCE", "KFENCE: memory corruption in test_kmalloc_aligned_oob_write", 87),
-        ("KFENCE", "KFENCE: invalid read in test_invalid_access", 111),
-    ],
-    "doc-kmsan.log": [("KMSAN", "KMSAN: uninit-value in test_uninit_kmsan_check_memory", 1)],
-    "doc-ubsan.log": [("UBSAN", "UBSAN: Undefined behaviour in _mix_pool_bytes", 1)],
-    "ksm-gpf.log": [("GPF", "general protection fault in remove_node_from_stable_tree", 1)],
-    "bad-page-state.log": [("BUG", "BUG: Bad page state in exit_mmap", 1)],
-    "bad-rss-counter.log": [("BUG", "BUG: Bad rss-counter state", 2)],
-    "sleeping-function.log": [
-        ("BUG", "BUG: sleeping function called from invalid context in alloc_stable_node_chain", 1)],
-    "scheduling-while-atomic.log": [("BUG", "BUG: scheduling while atomic in ksm_scan_thread", 1)],
-    "soft-lockup.log": [("lockup", "BUG: soft lockup in stable_tree_search", 1)],
-    "hard-lockup.log": [("lockup", "hard LOCKUP in ksm_do_scan", 1)],
-    "spinlock-bad-magic.log": [("BUG", "BUG: spinlock bad magic in remove_rmap_item_from_tree", 1)],
-    "list-corruption.log": [
-        ("list", "list_del corruption in remove_node_from_stable_tree", 1),
-        ("list", "list_add corruption in stable_tree_append", 14),
-        ("list", "list_del corruption in remove_node_from_stable_tree", 27),
-    ],
-    "hung-task.log": [("hung", "INFO: task hung in ksm_madvise", 1)],
-    "rcu-self-detected-stall.log": [("stall", "INFO: rcu detected stall in stable_tree_search", 1)],
-    "doc-rcu-stall.log": [("stall", "INFO: rcu detected stall", 1)],
-    "double-fault.log": [("BUG", "double fault in stable_tree_search", 1)],
-    "lockdep-circular.log": [("lockdep", "possible deadlock in ksm_do_scan", 2)],
-    "lockdep-inconsistent.log": [("lockdep", "inconsistent lock state in rmap_walk_ksm", 2)],
-    "qemu-6.1-panic-kill-init.log": [("panic", "kernel panic: Attempted to kill init!", 10)],
-    "qemu-6.1-sysrq-crash.log": [("panic", "kernel panic: sysrq triggered crash", 7)],
-    "syslog.log": [("WARNING", "WARNING in remove_stable_node", 2), ("BUG", "BUG: Bad rss-counter state", 15)],
-    "serial-garbage.log": [("KASAN", "KASAN: use-after-free Read in get_ksm_page", 5)],
-    "dmesg-x.log": [("WARNING", "WARNING in remove_stable_node", 1)],
-    # look-alikes: nothing to report
-    "lookalikes.log": [],
-    "qemu-6.1-sysrq-lookalikes.log": [],
-    "host-6.18-kmsg-dump.log": [],
-}
+# fixture -> every report in it: (kind, title, first line); see tests/data/logs/expected.yaml
+EXPECTED = {name: [tuple(report) for report in entry["reports"]]
+            for name, entry in yaml.safe_load((LOGS / "expected.yaml").read_text()).items()}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -178,6 +126,55 @@ def test_streaming_scanner_matches_batch_scan():
     assert seen[:2] == [0, 1] and seen[-1] == 3  # a report counts from its header line
 
 
+def test_caller_ids_keep_interleaved_reports_apart():
+    warning, oops = scan("caller-id-interleaved.log")
+    assert all("[  T100]" in line for line in warning.lines)
+    assert all("[  T200]" in line for line in oops.lines)
+    assert warning.lines[-1].endswith("---[ end trace 0000000000000000 ]---")
+    assert not warning.corrupted and not oops.corrupted
+
+
+def test_report_cut_by_the_end_of_the_log_is_corrupted():
+    (kasan,) = scan("cut-at-end.log")
+    assert kasan.corrupted  # no closing banner
+    warning, bug = scan("cut-before-stack.log")
+    assert warning.corrupted and not bug.corrupted  # the BUG came before the WARNING's stack
+
+
+def test_whole_reports_are_not_corrupted():
+    assert not any(c.corrupted for name in ("ksm-warning.log", "ksm-kasan-uaf.log", "lockdep-circular.log",
+                                            "hung-task.log", "kmemleak-6.1.log") for c in scan(name))
+
+
+def test_unknown_warning_or_info_header_needs_a_stack():
+    stack = ["[ 1.1] CPU: 0 PID: 1 Comm: a.out Not tainted 6.1.192 #1", "[ 1.2] Call Trace:",
+             "[ 1.3]  <TASK>", "[ 1.4]  ksm_do_scan+0x1/0x2", "[ 1.5]  </TASK>"]
+    assert [c.title for c in scan_lines(["[ 1.0] WARNING: something new happened"] + stack)] == [
+        "WARNING: something new happened in ksm_do_scan"]
+    assert [c.title for c in scan_lines(["[ 1.0] INFO: something new: 12 jiffies"] + stack)] == [
+        "INFO: something new in ksm_do_scan"]
+    assert scan_lines(["[ 1.0] WARNING: something new happened", "[ 1.1] next"]) == []
+
+
+def test_info_lines_inside_a_slub_report_do_not_start_reports():
+    (c,) = scan("doc-6.12-slub.log")
+    assert sum("INFO:" in line for line in c.lines) == 4
+
+
+def test_untimestamped_continuation_of_an_open_report_is_kept():
+    lines = ["[ 1.0] WARNING: CPU: 0 PID: 1 at mm/ksm.c:1 f+0x1/0x2", "[ 1.1] Call Trace:",
+             " [<ffffffff8116e9f5>] ksm_scan_thread+0x2a5/0x6c0", "ksm-test: running", "kernel BUG at mm/ksm.c:1!"]
+    (c,) = scan_lines(lines)
+    assert c.lines[-1] == lines[2]
+
+
+def test_kmsg_caller_field():
+    (line,) = parse_line("4,7,8,-,caller=T123;hello")
+    assert (line.text, line.caller, line.seq) == ("hello", "T123", 7)
+    (line,) = parse_line("[   12.345678][    C1] hello")
+    assert (line.text, line.caller) == ("hello", "C1")
+
+
 # --- look-alikes ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("line", [
@@ -210,6 +207,7 @@ def test_untimestamped_line_among_kernel_lines_is_user_space():
 @pytest.mark.parametrize("raw,text,kernel,usec", [
     ("[   12.345678] hello", "hello", True, 12_345_678),
     ("[   12.345678][  T123] hello", "hello", True, 12_345_678),
+    ("[   12.345678] [Firmware Bug]: hello", "[Firmware Bug]: hello", True, 12_345_678),
     ("<4>[   12.345678] hello", "hello", True, 12_345_678),
     ("<12>hello", "hello", False, None),
     ("hello\r", "hello", None, None),
@@ -240,6 +238,12 @@ def test_scanlog_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert [(c["kind"], c["title"], c["line"]) for c in out["crashes"]] == EXPECTED["list-corruption.log"]
     assert out["crashes"][0]["lines"][0].endswith("[ cut here ]------------")
+    assert not out["crashes"][0]["corrupted"]
+
+
+def test_scanlog_marks_corrupted_reports(capsys):
+    assert scanlog.main([str(LOGS / "cut-at-end.log")]) == 1
+    assert "KASAN: use-after-free Read in get_ksm_page [KASAN, corrupted]" in capsys.readouterr().out
 
 
 def test_scanlog_human(capsys):
