@@ -5,6 +5,7 @@ default); what a process maps is what decides a verdict.  pagemap gives each
 virtual page's PFN (bits 0-54, root only since 4.0) or its swap state;
 kpageflags gives that PFN's flags (Documentation/admin-guide/mm/pagemap.rst).
 """
+import ctypes
 import os
 import struct
 from dataclasses import dataclass
@@ -92,22 +93,26 @@ def shared_pfns(a, b):
 
 
 def ksm_stat(pid, proc=Path("/proc")):
-    """/proc/PID/ksm_stat (6.1+) as a dict, else /proc/PID/ksm_merging_pages
-    (5.19+) as {"ksm_merging_pages": N}, else None (older kernels)."""
+    """/proc/PID/ksm_stat (6.1+) as a dict, with ksm_merging_pages from
+    /proc/PID/ksm_merging_pages (5.19+) where ksm_stat lacks it (6.1 shows
+    only ksm_rmap_items there, fs/proc/base.c proc_pid_ksm_stat()), else None
+    (older kernels).  {} for a process without an mm (a kernel thread)."""
     base = Path(proc) / str(pid)
+    out = {}
     try:
-        out = {}
         for line in (base / "ksm_stat").read_text().splitlines():
             key, _, value = line.partition(" ")
             key, value = key.rstrip(":"), value.strip()
             out[key] = int(value) if value.lstrip("-").isdigit() else value
+    except FileNotFoundError:
+        out = None
+    if out is not None and (not out or "ksm_merging_pages" in out):
         return out
-    except FileNotFoundError:
-        pass
     try:
-        return {"ksm_merging_pages": int((base / "ksm_merging_pages").read_text())}
+        text = (base / "ksm_merging_pages").read_text().strip()
     except FileNotFoundError:
-        return None
+        return out
+    return {**(out or {}), "ksm_merging_pages": int(text)} if text else out
 
 
 def read_memory(pid, addr, length, proc=Path("/proc")):
@@ -115,3 +120,98 @@ def read_memory(pid, addr, length, proc=Path("/proc")):
     A swapped-out page is faulted back in for the read (access_remote_vm())."""
     with open(Path(proc) / str(pid) / "mem", "rb", buffering=0) as f:
         return os.pread(f.fileno(), length, addr)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One line of /proc/PID/maps."""
+
+    start: int  # first address
+    end: int  # address after the last
+    perms: str  # "rw-p": p is private (KSM merges only private anonymous pages)
+    path: str  # backing file, [heap]/[stack]/[vdso]..., or "" for anonymous memory
+
+    @property
+    def npages(self):
+        return (self.end - self.start) // PAGE_SIZE
+
+
+# special mappings without pages KSM could merge (pagemap of [vsyscall] is
+# beyond the user address range)
+SPECIAL_MAPPINGS = ("[vsyscall]", "[vvar]", "[vvar_vclock]", "[vdso]", "[uprobes]")
+
+
+def private_mappings(pid, proc=Path("/proc")):
+    """Every private mapping of a process: where KSM can merge pages, with
+    madvise(MADV_MERGEABLE) on it or PR_SET_MEMORY_MERGE on the whole process
+    (mm/ksm.c vma_ksm_compatible(): not VM_SHARED, VM_PFNMAP, VM_IO, hugetlb...).
+    A private file mapping counts too: its COW-ed pages are anonymous."""
+    out = []
+    for line in (Path(proc) / str(pid) / "maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        path = fields[5] if len(fields) > 5 else ""
+        if fields[1][3] == "p" and path not in SPECIAL_MAPPINGS:
+            out.append(Mapping(start, end, fields[1], path))
+    return out
+
+
+@dataclass(frozen=True)
+class ProcessPages:
+    """KSM and zero-page mappings over a whole process (every private mapping)."""
+
+    pid: int  # the process looked at
+    ksm: tuple  # (address, PFN) of every page table entry mapping a KSM page (KPF_KSM)
+    zero: tuple  # address of every entry mapping the shared zero page (KPF_ZERO_PAGE)
+    pages: int  # pages of private mappings looked at
+
+
+PAGEMAP_CHUNK = 1 << 16  # entries read at once (512 KiB)
+
+
+def process_pages(pid, proc=Path("/proc")):
+    """Read every private mapping's pagemap and the flags of what is present."""
+    ksm, zero, total = [], [], 0
+    with open(Path(proc) / str(pid) / "pagemap", "rb") as f:
+        for m in private_mappings(pid, proc):
+            total += m.npages
+            for first in range(m.start // PAGE_SIZE, m.end // PAGE_SIZE, PAGEMAP_CHUNK):
+                count = min(PAGEMAP_CHUNK, m.end // PAGE_SIZE - first)
+                data = os.pread(f.fileno(), 8 * count, 8 * first)
+                entries = struct.unpack(f"<{len(data) // 8}Q", data)
+                present = [(first + i, e & PM_PFN_MASK) for i, e in enumerate(entries) if e & PM_PRESENT]
+                for (page, pfn), flags in zip(present, kpageflags([pfn for _, pfn in present], proc)):
+                    if flags >> KPF_KSM & 1:
+                        ksm.append((page * PAGE_SIZE, pfn))
+                    elif flags >> KPF_ZERO_PAGE & 1:
+                        zero.append(page * PAGE_SIZE)
+    return ProcessPages(pid, tuple(ksm), tuple(zero), total)
+
+
+def resident(addr, npages):
+    """mincore(2) over [addr, +npages pages) of the calling process, as a
+    string of "0"/"1": a page in memory, or swapped out but still in swap
+    cache (mm/mincore.c mincore_pte_range(): a swap entry is looked up in the
+    swap address space).  Only a process can ask this of itself."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    vec = (ctypes.c_ubyte * npages)()
+    if libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(npages * PAGE_SIZE), vec):
+        raise OSError(ctypes.get_errno(), f"mincore: {os.strerror(ctypes.get_errno())}")
+    return "".join("1" if b & 1 else "0" for b in vec)
+
+
+def swapcache_pages(pid, addr, npages, resident_map=None, proc=Path("/proc")):
+    """Pages of [addr, +npages) whose page is in swap cache: mapped ones with
+    KPF_SWAPCACHE, and swapped-out ones that `resident_map` (the process's own
+    mincore, from resident()) shows still in memory.  Without it only mapped
+    pages are seen (another process cannot ask mincore for us)."""
+    entries = _read_entries(Path(proc) / str(pid) / "pagemap", addr // PAGE_SIZE, npages)
+    pfns = [e & PM_PFN_MASK if e & PM_PRESENT else 0 for e in entries]
+    flags = kpageflags(pfns, proc)
+    count = 0
+    for i, (entry, flag) in enumerate(zip(entries, flags)):
+        if entry & PM_PRESENT:
+            count += flag >> KPF_SWAPCACHE & 1
+        elif entry & PM_SWAP and resident_map is not None:
+            count += resident_map[i] == "1"
+    return count

@@ -18,7 +18,7 @@ PAGE = 4096
 SIZE_RE = re.compile(r"^(\d+)\s*([KMGkmg]?)(i?[Bb])?$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 COND_RE = re.compile(r"^\s*(\+)?([A-Za-z_][\w.\[\]:]*)\s*(==|!=|>=|<=|>|<)\s*(-?\d+)(%?)\s*$")
-PROCESS_METRICS = ("ksm", "swapped", "present", "zero", "thp", "sigbus", "bad", "processes",
+PROCESS_METRICS = ("ksm", "swapped", "swapcache", "present", "zero", "thp", "sigbus", "bad", "processes",
                    "ksm_pages", "max_sharing")
 NODE_METRIC_RE = re.compile(r"^node(\d+)$")  # GROUP.REGION.node1: pages on NUMA node 1
 GROUP_METRICS = ("merging_pages", "processes", "sigbus", "rmap_items")
@@ -28,6 +28,10 @@ WRITE_RESULTS = ("ok", "EBUSY", "EINVAL")
 # a memcg limit write may also be "any": the result is reported, not checked
 # (what v1 does over merged pages differs between kernel versions)
 LIMIT_RESULTS = WRITE_RESULTS + ("any",)
+# a race (concurrent step with a knob write) that hit less of its window than
+# this share of its worker events is an ERROR, not a PASS: the path was not tested
+DEFAULT_WINDOW_PERCENT = 50
+WINDOW_RE = re.compile(r"^(\d+)%$")
 SWAP_KINDS = ("file", "zram")
 
 
@@ -485,7 +489,7 @@ class Parser:
             return Step("cgroup", {"limit_pages": parse_size(self.ctx, c, "limit", f"{where}.cgroup"),
                                    "expect": expect}, m.line)
         if "concurrent" in m:
-            _keys(self.ctx, m, where, {"concurrent", "name", "repeat"})
+            _keys(self.ctx, m, where, {"concurrent", "name", "repeat", "window"})
             seq = m["concurrent"]
             if not isinstance(seq, yamlload.Seq) or len(seq) < 2:
                 raise self.err("concurrent: needs a list of at least two steps", m, "concurrent",
@@ -498,13 +502,27 @@ class Parser:
                 raise self.err("concurrent: needs worker actions (do) and harness steps (knob/wait/...) to "
                                "race against each other", m, "concurrent", f"{where}.concurrent")
             return Step("concurrent", {"name": m.get("name"), "repeat": _typed(self.ctx, m, "repeat", where,
-                                                                                (int,), 1)}, m.line, children)
+                                                                                (int,), 1),
+                                       "window": self.window(m, where, children)}, m.line, children)
         _keys(self.ctx, m, where, {"repeat", "steps", "name"}, ("steps",))
         times = _typed(self.ctx, m, "repeat", where, (int,))
         if times < 1:
             raise self.err("repeat must be >= 1", m, "repeat", f"{where}.repeat")
         return Step("repeat", {"times": times, "name": m.get("name")}, m.line,
                     self.steps(m["steps"], f"{where}.steps"))
+
+    def window(self, m, where, children):
+        """`window: 50%`: the least share of the worker events (faults,
+        forks) that must fall inside the race's knob writes."""
+        if "window" not in m:
+            return DEFAULT_WINDOW_PERCENT
+        match = WINDOW_RE.match(str(m["window"]).strip())
+        if not match or int(match.group(1)) > 100:
+            raise self.err(f"window is a percentage 0%..100%, not {m['window']!r}", m, "window", f"{where}.window")
+        if not any(c.kind == "knob" for c in children):
+            raise self.err("window needs a knob write in the concurrent step (the window is its span)", m,
+                           "window", f"{where}.window")
+        return int(match.group(1))
 
     def knob_value(self, m, name, where):
         v = m[name]

@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 
+from . import pages
 from ._mem import ffi, lib
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -158,6 +159,12 @@ class Worker:
         sigbus = lib.ksmh_touch(base, count, r.keys + start, bool(args.get("write")),
                                 args.get("threads", 1), int(args.get("pace_us", 0) * 1000), done)
         return {"pages": count, "sigbus": sigbus, "times_ns": list(done)}
+
+    def op_resident(self, args):
+        """mincore(2) over a region (pages.resident()): the swapcache metric
+        needs it for pages whose PTE holds a swap entry."""
+        r = self.region(args["region"])
+        return {"resident": pages.resident(r.describe()["addr"], r.npages)}
 
     def op_verify(self, args):
         r = self.region(args["region"])

@@ -127,7 +127,7 @@ BROKEN = [
      "bad condition 'pages_shared >> 3' (want e.g. 'pages_sharing >= 100', '+full_scans >= 2', "
      "'a.r.ksm == 0')"),
     ("unknown-metric", BASE + '  - check: "a.r.bogus == 0"\n', 9, "steps[1].check.until",
-     "unknown metric 'bogus' (expected one of: ksm, swapped, present, zero, thp, sigbus, bad, processes, "
+     "unknown metric 'bogus' (expected one of: ksm, swapped, swapcache, present, zero, thp, sigbus, bad, processes, "
      "ksm_pages, max_sharing, nodeN)"),
     ("percent-of-page-frames", BASE + '  - check: "a.r.ksm_pages >= 50%"\n', 9, "steps[1].check.until",
      "ksm_pages counts page frames, not a share of the region: drop the %"),
