@@ -124,59 +124,69 @@ def read_memory(pid, addr, length, proc=Path("/proc")):
 
 @dataclass(frozen=True)
 class Mapping:
-    """One line of /proc/PID/maps."""
+    """One mapping of /proc/PID/smaps."""
 
     start: int  # first address
     end: int  # address after the last
-    perms: str  # "rw-p": p is private (KSM merges only private anonymous pages)
-    path: str  # backing file, [heap]/[stack]/[vdso]..., or "" for anonymous memory
-
-    @property
-    def npages(self):
-        return (self.end - self.start) // PAGE_SIZE
+    path: str  # backing file, [heap]/[stack]..., or "" for anonymous memory
+    flags: tuple  # VmFlags: "mg" is VM_MERGEABLE (madvise, or PR_SET_MEMORY_MERGE on every VMA)
 
 
-# special mappings without pages KSM could merge (pagemap of [vsyscall] is
-# beyond the user address range)
-SPECIAL_MAPPINGS = ("[vsyscall]", "[vvar]", "[vvar_vclock]", "[vdso]", "[uprobes]")
-
-
-def private_mappings(pid, proc=Path("/proc")):
-    """Every private mapping of a process: where KSM can merge pages, with
-    madvise(MADV_MERGEABLE) on it or PR_SET_MEMORY_MERGE on the whole process
-    (mm/ksm.c vma_ksm_compatible(): not VM_SHARED, VM_PFNMAP, VM_IO, hugetlb...).
-    A private file mapping counts too: its COW-ed pages are anonymous."""
-    out = []
-    for line in (Path(proc) / str(pid) / "maps").read_text().splitlines():
-        fields = line.split(maxsplit=5)
-        start, end = (int(x, 16) for x in fields[0].split("-"))
-        path = fields[5] if len(fields) > 5 else ""
-        if fields[1][3] == "p" and path not in SPECIAL_MAPPINGS:
-            out.append(Mapping(start, end, fields[1], path))
+def mergeable_mappings(pid, proc=Path("/proc")):
+    """The mappings ksmd scans: VmFlags "mg" (VM_MERGEABLE) in
+    /proc/PID/smaps (fs/proc/task_mmu.c show_smap_vma_flags()).  Under
+    PR_SET_MEMORY_MERGE that is every mapping KSM can merge, not only the
+    declared regions (mm/ksm.c ksm_add_vmas()).  Elsewhere a process may map
+    KSM pages it never merged: an anonymous page shared copy-on-write with its
+    parent becomes a KSM page in place when a mergeable relative's copy is
+    merged (try_to_merge_one_page() keeps the page), and run=2 unmerges only
+    the mms on ksmd's list."""
+    out, current = [], None
+    for line in (Path(proc) / str(pid) / "smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if "-" in head[0] and not head[0].endswith(":"):
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            current = (start, end, head[5] if len(head) > 5 else "")
+        elif head[0] == "VmFlags:" and current and "mg" in head[1:]:
+            out.append(Mapping(*current, tuple(head[1:])))
     return out
 
 
 @dataclass(frozen=True)
 class ProcessPages:
-    """KSM and zero-page mappings over a whole process (every private mapping)."""
+    """KSM and zero-page mappings over a process's mergeable mappings."""
 
     pid: int  # the process looked at
     ksm: tuple  # (address, PFN) of every page table entry mapping a KSM page (KPF_KSM)
     zero: tuple  # address of every entry mapping the shared zero page (KPF_ZERO_PAGE)
-    pages: int  # pages of private mappings looked at
+    pages: int  # pages looked at
 
 
 PAGEMAP_CHUNK = 1 << 16  # entries read at once (512 KiB)
 
 
-def process_pages(pid, proc=Path("/proc")):
-    """Read every private mapping's pagemap and the flags of what is present."""
+def merged_spans(spans):
+    """Sorted, non-overlapping (start, end) covering the given ones."""
+    out = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def process_pages(pid, also=(), proc=Path("/proc")):
+    """Read the pagemap of every mergeable mapping of a process (and the
+    (start, end) spans in `also`, e.g. its declared regions), and the flags
+    of what is present there."""
     ksm, zero, total = [], [], 0
+    spans = merged_spans([(m.start, m.end) for m in mergeable_mappings(pid, proc)] + list(also))
     with open(Path(proc) / str(pid) / "pagemap", "rb") as f:
-        for m in private_mappings(pid, proc):
-            total += m.npages
-            for first in range(m.start // PAGE_SIZE, m.end // PAGE_SIZE, PAGEMAP_CHUNK):
-                count = min(PAGEMAP_CHUNK, m.end // PAGE_SIZE - first)
+        for start, end in spans:
+            total += (end - start) // PAGE_SIZE
+            for first in range(start // PAGE_SIZE, end // PAGE_SIZE, PAGEMAP_CHUNK):
+                count = min(PAGEMAP_CHUNK, end // PAGE_SIZE - first)
                 data = os.pread(f.fileno(), 8 * count, 8 * first)
                 entries = struct.unpack(f"<{len(data) // 8}Q", data)
                 present = [(first + i, e & PM_PFN_MASK) for i, e in enumerate(entries) if e & PM_PRESENT]

@@ -228,6 +228,8 @@ class ScenarioRun:
             # after an unmerge, after a knob the kernel lets change only with
             # nothing shared (NEED_UNSHARED), and where ksmd stopped (run=0)
             unshared = (name, str(value)) in (("run", RUN_UNMERGE), ("run", "0")) or name in NEED_UNSHARED
+            if (name, str(value)) == ("run", RUN_UNMERGE) and w.result is WriteResult.OK:
+                self.truth.unmerged()
             if unshared and not setup and w.result is WriteResult.OK:
                 self.invariant(f"after {name}={value} (line {self.current_line})")
         return results
@@ -235,9 +237,10 @@ class ScenarioRun:
     # -- invariants and checks --
     def invariant(self, when):
         """Nothing shared => nothing mapped KSM: with pages_shared == 0 no
-        worker or descendant may map a KSM page (KPF_KSM) in any of its
-        private mappings (PR_SET_MEMORY_MERGE merges beyond the declared
-        regions).  Then, where ksmd is quiet, the page truth of every counter."""
+        worker or descendant may map a KSM page (KPF_KSM) in its regions or
+        any mapping ksmd scans (PR_SET_MEMORY_MERGE makes that every one,
+        pages.mergeable_mappings()).  Then, where ksmd is quiet, the page
+        truth of every counter."""
         processes = self.metrics.processes("all")
         seen = self.truth.look(processes)
         shared = self.ctx.knobs.read_int("pages_shared")
@@ -248,7 +251,7 @@ class ScenarioRun:
             mapped = [f"{s.label} (pid {s.pages.pid}): {len(s.pages.ksm)} KSM pages (first at "
                       f"{s.pages.ksm[0][0]:#x})" for s in seen if s.pages.ksm]
             self.check(what, not mapped, "; ".join(mapped[:5]) or
-                       f"no process maps a KSM page ({len(seen)} processes, every private mapping)")
+                       f"no process maps a KSM page ({len(seen)} processes, regions and VM_MERGEABLE mappings)")
         if not self.racing:
             checks, notes = self.truth.check(when, seen, {pid for pid, _ in processes})
             self.checks.extend(checks)

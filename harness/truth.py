@@ -18,8 +18,8 @@ What mm/ksm.c promises, and so what is checked:
   (stable_node_chain) holds several dups, each its own KSM page with its own
   items.  So with every rmap item matching its page table entry:
   ksm_merging_pages == the process's entries mapping a KPF_KSM page, over
-  every private mapping (PR_SET_MEMORY_MERGE merges beyond the declared
-  regions); pages_shared == distinct KSM frames mapped; pages_shared +
+  every mapping ksmd scans (VM_MERGEABLE, pages.mergeable_mappings():
+  PR_SET_MEMORY_MERGE merges beyond the declared regions); pages_shared == distinct KSM frames mapped; pages_shared +
   pages_sharing == every KSM entry of every process.  Items match entries
   only once ksmd saw the pages after their last change: a write (COW), a
   pageout, a fork (ksm_fork() starts the child at 0 items) or an exit
@@ -33,8 +33,8 @@ What mm/ksm.c promises, and so what is checked:
   zero pages at the page table entry itself (the dirty bit tells them from a
   read fault's zero page, which pagemap does not show): the harness wrote
   every page of its regions, so a zero page there was placed by KSM, and the
-  process maps at most as many zero pages in all its private mappings:
-  zero pages in the regions <= ksm_zero_pages <= zero pages anywhere.
+  process maps at most as many zero pages in all its mergeable mappings:
+  zero pages in the regions <= ksm_zero_pages <= zero pages in them all.
 - ksm_process_profit() is (ksm_merging_pages + ksm_zero_pages) * PAGE_SIZE -
   ksm_rmap_items * sizeof(struct ksm_rmap_item) and general_profit_show() is
   (pages_sharing + ksm_zero_pages) * PAGE_SIZE - ksm_rmap_items *
@@ -141,6 +141,12 @@ class Truth:
             if dropped:
                 self.dropped.add(w.name)
 
+    def unmerged(self):
+        """run=2 removed every rmap item (and reset full_scans to 0,
+        unmerge_and_remove_all_rmap_items()): no item is stale any more."""
+        self.changed_at.clear()
+        self.exited_at = None
+
     def exited(self):
         """A harness process exited: its mm may keep rmap items until ksmd comes by."""
         self.exited_at = self.knobs.read_int("full_scans")
@@ -156,13 +162,13 @@ class Truth:
         """Seen for each (pid, worker) that is still there."""
         out = []
         for pid, w in processes:
+            regions = [(i["addr"], i["addr"] + i["npages"] * pages.PAGE_SIZE) for i in w.regions.values()]
             try:
                 stat = pages.ksm_stat(pid, self.proc) or {}  # {} before Linux 5.19: no per-process books
-                seen = pages.process_pages(pid, self.proc)
+                seen = pages.process_pages(pid, regions, self.proc)
             except (FileNotFoundError, ProcessLookupError):
                 continue  # a short-lived child exited meanwhile
-            spans = [] if w.name in self.dropped else [
-                (i["addr"], i["addr"] + i["npages"] * pages.PAGE_SIZE) for i in w.regions.values()]
+            spans = [] if w.name in self.dropped else regions
             zero = sum(1 for a in seen.zero if any(lo <= a < hi for lo, hi in spans))
             out.append(Seen(w.name if pid == w.pid else f"{w.name} child {pid}", w.name, stat, seen, zero))
         return out
@@ -216,8 +222,8 @@ class Truth:
                 pair = f"{s.label} {s.stat.get('ksm_merging_pages', 0)}={len(s.pages.ksm)}"
                 (good if s.stat.get("ksm_merging_pages", 0) == len(s.pages.ksm) else bad).append(pair)
             checks.append(Check(f"ksm_merging_pages == KSM pages mapped, per process ({when})", not bad,
-                                listed(bad or good, "ksm_stat = entries of every private mapping with KPF_KSM, "
-                                                    "pagemap + kpageflags")))
+                                listed(bad or good, "ksm_stat = entries with KPF_KSM in every VM_MERGEABLE "
+                                                    "mapping, smaps + pagemap + kpageflags")))
         zeroed = [s for s in seen if "ksm_zero_pages" in s.stat]
         if zeroed:
             bad, good = [], []
