@@ -144,11 +144,13 @@ def mergeable_mappings(pid, proc=Path("/proc")):
     out, current = [], None
     for line in (Path(proc) / str(pid) / "smaps").read_text().splitlines():
         head = line.split(maxsplit=5)
-        if "-" in head[0] and not head[0].endswith(":"):
+        if head[0] == "VmFlags:":
+            flags = tuple(line.split()[1:])
+            if current and "mg" in flags:
+                out.append(Mapping(*current, flags))
+        elif "-" in head[0] and not head[0].endswith(":"):
             start, end = (int(x, 16) for x in head[0].split("-"))
             current = (start, end, head[5] if len(head) > 5 else "")
-        elif head[0] == "VmFlags:" and current and "mg" in head[1:]:
-            out.append(Mapping(*current, tuple(head[1:])))
     return out
 
 
