@@ -257,6 +257,18 @@ class ScenarioRun:
             self.checks.extend(checks)
             self.state.notes.extend(notes)
 
+    def attributed(self, cond):
+        """A rise of a machine-wide KSM counter (+ksm_swpin_copy) is this
+        scenario's evidence only while no other process uses KSM: else the
+        path may not have run here at all, which is ERROR, not PASS."""
+        if not cond.delta or cond.name not in truth.MACHINE_WIDE:
+            return
+        others = truth.other_users({pid for pid, _ in self.metrics.processes("all")}, self.ctx.roots.proc)
+        if others is None or others:
+            who = "; ".join(others[:3]) if others else "this harness cannot see every process (PID namespace)"
+            self.errors.append(f"{cond.text}: a machine-wide counter, not this scenario's alone: other KSM users "
+                               f"at the end: {who}")
+
     def counters_back(self):
         """Once the workers exited (the pool closes first): run=2, and every
         global counter must be where it was before they started."""
@@ -532,6 +544,7 @@ class ScenarioRun:
             if e.kind == "that":
                 ok, detail = self.metrics.holds(e.args["cond"], self.reference)
                 self.check(e.text, ok, detail)
+                self.attributed(e.args["cond"])
             elif e.kind == "data":
                 self.verify_data("at the end", e.args["mode"])
 

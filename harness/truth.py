@@ -60,6 +60,9 @@ UNMERGED_COUNTERS = ("pages_shared", "pages_sharing", "pages_unshared", "pages_v
                      "general_profit")
 # ... and what must be back where it started once the workers exited and run=2 was written
 END_COUNTERS = UNMERGED_COUNTERS + ("stable_node_chains", "stable_node_dups")
+# /proc/vmstat counters of KSM events that any KSM user moves (mm/ksm.c
+# ksm_might_need_to_copy(): ksm_swpin_copy; mm/memory.c do_wp_page(): cow_ksm)
+MACHINE_WIDE = ("ksm_swpin_copy", "cow_ksm")
 SHOWN = 6  # per-process numbers shown in one check's detail
 
 
