@@ -10,7 +10,7 @@ from harness.report.terminal import Progress
 from harness.scenario import load_all
 from harness.wait import wait_until
 
-from .test_cli_run import DATA, harness, machine  # noqa: F401 (fixture)
+from test_cli_run import DATA, harness, machine  # noqa: F401 (machine: the fixture)
 
 KERNEL_WARNING = "WARNING: CPU: 0 PID: 1 at mm/ksm.c:1 ksm_harness_selftest_fn+0x0/0x10"
 
