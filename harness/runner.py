@@ -17,7 +17,7 @@ from pathlib import Path
 from . import cgroup, faultinject, numa, pages, requirements, swap, taint, truth
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
-from .errors import CannotRun, DeadlineExceeded, HarnessError, KernelError, Skip, WorkerError
+from .errors import CannotRun, DeadlineExceeded, HarnessError, KernelError, Skip
 from .journal import Journal
 from .kmsg import KmsgWatcher
 from .knobs import NEED_UNSHARED, RUN_UNMERGE, Knobs, WriteResult
