@@ -178,12 +178,11 @@ def merged_spans(spans):
     return out
 
 
-def process_pages(pid, also=(), proc=Path("/proc")):
-    """Read the pagemap of every mergeable mapping of a process (and the
-    (start, end) spans in `also`, e.g. its declared regions), and the flags
-    of what is present there."""
+def process_pages(pid, spans, proc=Path("/proc")):
+    """Read the pagemap over (start, end) spans of a process (its regions,
+    its mergeable_mappings()), and the flags of what is present there."""
     ksm, zero, total = [], [], 0
-    spans = merged_spans([(m.start, m.end) for m in mergeable_mappings(pid, proc)] + list(also))
+    spans = merged_spans(spans)
     with open(Path(proc) / str(pid) / "pagemap", "rb") as f:
         for start, end in spans:
             total += (end - start) // PAGE_SIZE

@@ -122,7 +122,7 @@ class ScenarioRun:
         self.t0 = time.monotonic()
         self.deadline = self.t0 + scenario.timeout
         self.metrics = Metrics(self.state, ctx.counters, ctx.roots.proc)
-        self.truth = truth.Truth(ctx.knobs, ctx.roots.proc)
+        self.truth = truth.Truth(ctx.knobs, ctx.roots.proc, truth.uses_merge_any(scenario))
         self.racing = False  # inside a concurrent step: workers act, ksmd is not quiet
         self.swap_dev = None
         self.cgroup = None
@@ -237,9 +237,9 @@ class ScenarioRun:
     # -- invariants and checks --
     def invariant(self, when):
         """Nothing shared => nothing mapped KSM: with pages_shared == 0 no
-        worker or descendant may map a KSM page (KPF_KSM) in its regions or
-        any mapping ksmd scans (PR_SET_MEMORY_MERGE makes that every one,
-        pages.mergeable_mappings()).  Then, where ksmd is quiet, the page
+        worker or descendant may map a KSM page (KPF_KSM) in its regions or,
+        under PR_SET_MEMORY_MERGE, in any mapping ksmd scans
+        (pages.mergeable_mappings()).  Then, where ksmd is quiet, the page
         truth of every counter."""
         processes = self.metrics.processes("all")
         seen = self.truth.look(processes)
@@ -251,7 +251,8 @@ class ScenarioRun:
             mapped = [f"{s.label} (pid {s.pages.pid}): {len(s.pages.ksm)} KSM pages (first at "
                       f"{s.pages.ksm[0][0]:#x})" for s in seen if s.pages.ksm]
             self.check(what, not mapped, "; ".join(mapped[:5]) or
-                       f"no process maps a KSM page ({len(seen)} processes, regions and VM_MERGEABLE mappings)")
+                       f"no process maps a KSM page ({len(seen)} processes, regions"
+                       f"{' and VM_MERGEABLE mappings' if self.truth.merge_any else ''})")
         if not self.racing:
             checks, notes = self.truth.check(when, seen, {pid for pid, _ in processes})
             self.checks.extend(checks)

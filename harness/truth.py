@@ -132,9 +132,13 @@ class Truth:
     """When the harness's processes last changed their pages, and the checks
     of the kernel's KSM books at the quiet points of one scenario."""
 
-    def __init__(self, knobs, proc=Path("/proc")):
+    def __init__(self, knobs, proc=Path("/proc"), merge_any=False):
         self.knobs = knobs  # knobs.Knobs: the global counters
         self.proc = Path(proc)
+        # the scenario uses PR_SET_MEMORY_MERGE: every mapping of a process
+        # may be merged, so look at all VM_MERGEABLE ones (smaps), not only
+        # the regions, which otherwise are all that ksmd scans
+        self.merge_any = merge_any
         self.changed_at = {}  # worker name -> full_scans when its pages last changed
         self.dropped = set()  # workers that gave pages back (MADV_DONTNEED): a read maps the zero page
         self.exited_at = None  # full_scans when a harness process last exited
@@ -177,7 +181,10 @@ class Truth:
             regions = [(i["addr"], i["addr"] + i["npages"] * pages.PAGE_SIZE) for i in w.regions.values()]
             try:
                 stat = pages.ksm_stat(pid, self.proc) or {}  # {} before Linux 5.19: no per-process books
-                seen = pages.process_pages(pid, regions, self.proc)
+                spans = list(regions)
+                if self.merge_any and stat.get("ksm_merge_any") != "no":  # shown since 6.13 or so
+                    spans += [(m.start, m.end) for m in pages.mergeable_mappings(pid, self.proc)]
+                seen = pages.process_pages(pid, spans, self.proc)
             except (FileNotFoundError, ProcessLookupError):
                 continue  # a short-lived child exited meanwhile
             spans = [] if w.name in self.dropped else regions
@@ -346,3 +353,10 @@ class Truth:
                      listed(moved or [f"{n}={v}" for n, v in now.items()], "/sys/kernel/mm/ksm, before the "
                                                                                "workers started and now"))
 
+
+
+def uses_merge_any(scenario):
+    """Does the scenario set PR_SET_MEMORY_MERGE on any process?"""
+    def steps(seq):
+        return any(s.args.get("do") == "prctl_merge" or steps(s.children) for s in seq)
+    return any(g.prctl_merge for g in scenario.workers) or steps(scenario.steps)

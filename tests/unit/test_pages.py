@@ -162,11 +162,12 @@ def test_mergeable_mappings_from_smaps(proc):
 def test_process_pages_over_mergeable_mappings(proc):
     (proc / "100" / "smaps").write_text(SMAPS)
     put(proc / "100" / "pagemap", ADDR // PAGE_SIZE + 8, [PM_PRESENT | 1000, PM_PRESENT | 1000])
-    got = pages.process_pages(100, proc=proc)
+    got = pages.process_pages(100, [(m.start, m.end) for m in pages.mergeable_mappings(100, proc)], proc)
     # the [heap] page (index 8) maps the KSM page too, but ksmd does not scan it
     assert got.ksm == ((ADDR, 1000), (ADDR + 7 * PAGE_SIZE, 1000), (ADDR + 9 * PAGE_SIZE, 1000))
     assert got.zero == (ADDR + 4 * PAGE_SIZE,) and got.pages == 9
-    also = pages.process_pages(100, [(ADDR + 8 * PAGE_SIZE, ADDR + 9 * PAGE_SIZE)], proc)
+    also = pages.process_pages(100, [(ADDR, ADDR + 10 * PAGE_SIZE), (ADDR + 8 * PAGE_SIZE, ADDR + 9 * PAGE_SIZE)],
+                               proc)
     assert len(also.ksm) == 4 and also.pages == 10
 
 

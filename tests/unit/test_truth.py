@@ -182,3 +182,14 @@ def test_children_inherit_their_parents_counters_before_6_2(ksm, proc):
     assert all(c.passed for c in checks)
     assert notes == ["page truth after run=2: known kernel defect, not checked: the ksm_merging_pages and "
                      "ksm_rmap_items of 1 children (before Linux 6.2 ksm_fork() leaves them as copied from the parent)"]
+
+
+def test_merge_any_scenarios_are_found():
+    from harness.scenario import Step
+    plain = SimpleNamespace(workers=[SimpleNamespace(prctl_merge=False)],
+                            steps=(Step("repeat", {}, 3, (Step("do", {"do": "touch"}, 4),)),))
+    assert not truth.uses_merge_any(plain)
+    nested = SimpleNamespace(workers=plain.workers,
+                             steps=(Step("repeat", {}, 3, (Step("do", {"do": "prctl_merge"}, 4),)),))
+    assert truth.uses_merge_any(nested)
+    assert truth.uses_merge_any(SimpleNamespace(workers=[SimpleNamespace(prctl_merge=True)], steps=()))
