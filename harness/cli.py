@@ -1,8 +1,6 @@
 """ksm-harness command line: thin shells over scenario, runner and report.
 
-Exit codes: 0 all pass, 1 any fail (or error), 2 bad input or usage,
-125 nothing could run here (not root, no KSM, every scenario skipped),
-3 the harness itself failed (e.g. the lock is busy with --no-wait).
+Exit codes: errors.EXIT_CODES_HELP (also shown by --help).
 """
 import argparse
 import contextlib
@@ -60,12 +58,24 @@ def cmd_run(args):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         WRITERS[fmt](result, path)
     print(summary(result, colour=sys.stdout.isatty()), end="")
-    statuses = {s.status for s in result.scenarios}
-    if statuses & {FAIL, ERROR}:
+    return exit_status({s.status for s in result.scenarios})
+
+
+def exit_status(statuses):
+    """FAIL is the kernel's (1), ERROR is ours (3), nothing ran (125)."""
+    if FAIL in statuses:
         return errors.EXIT_FAIL
-    if statuses == {SKIP}:
+    if ERROR in statuses:
+        return errors.EXIT_ERROR
+    if not statuses - {SKIP}:
         return errors.EXIT_CANNOT_RUN
     return errors.EXIT_PASS
+
+
+def for_bisect(code):
+    """`git bisect run` reads 125 as "cannot test this commit": harness
+    trouble must not mark a commit bad."""
+    return errors.EXIT_CANNOT_RUN if code == errors.EXIT_ERROR else code
 
 
 def cmd_list(args):
@@ -119,10 +129,12 @@ def cmd_restore(args):
 
 
 def build_parser():
-    p = Parser(prog="ksm-harness", description="Drive Linux KSM on the running kernel from scenario files.")
+    p = Parser(prog="ksm-harness", description="Drive Linux KSM on the running kernel from scenario files.",
+               epilog=errors.EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="show every command the harness runs")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    run = sub.add_parser("run", help="run scenarios against the running kernel")
+    run = sub.add_parser("run", help="run scenarios against the running kernel", epilog=errors.EXIT_CODES_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_selection(run)
     for fmt in WRITERS:
         run.add_argument(f"--{fmt}", metavar="PATH", help=f"write {fmt} results to PATH")
@@ -133,6 +145,9 @@ def build_parser():
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     run.add_argument("--repeat", type=int, default=1, metavar="N",
                      help="run the selection N times over in one run (NAME#1 .. NAME#N)")
+    run.add_argument("--bisect", action="store_true",
+                     help=f"for `git bisect run`: exit {errors.EXIT_CANNOT_RUN} (skip the commit) where a "
+                          f"scenario errored or nothing ran, instead of {errors.EXIT_ERROR}")
     run.set_defaults(fn=cmd_run)
     for name, fn, help_ in (("list", cmd_list, "list scenarios"), ("check", cmd_check, "validate scenarios only"),
                             ("env", cmd_env, "what this machine offers, and which scenarios would skip")):
@@ -154,12 +169,24 @@ def main(argv=None):
     if verbose:
         argv = argv[1:]
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
-    try:
-        if argv and argv[0] in passthrough:
-            module = __import__(f"harness.{passthrough[argv[0]]}", fromlist=["main"])
-            return module.main((["--verbose"] if verbose and argv[0] == "vm" else []) + argv[1:])
+    if argv and argv[0] in passthrough:
+        module = __import__(f"harness.{passthrough[argv[0]]}", fromlist=["main"])
+        return guarded(lambda: module.main((["--verbose"] if verbose and argv[0] == "vm" else []) + argv[1:]))
+    bisect = []
+
+    def command():
         args = build_parser().parse_args(argv)
+        bisect.append(getattr(args, "bisect", False))
         return args.fn(args)
+
+    code = guarded(command)
+    return for_bisect(code) if any(bisect) else code
+
+
+def guarded(command):
+    """Run a command; the harness's exceptions become their exit codes."""
+    try:
+        return command()
     except errors.InputError as exc:
         print(f"ksm-harness: {exc}", file=sys.stderr)
         return errors.EXIT_USAGE

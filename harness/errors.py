@@ -2,15 +2,29 @@
 
 Every error says what went wrong and what to do next.  The CLI maps each
 class to an exit code (see EXIT_* below), so `git bisect run` works.
+A FAIL is the kernel's (a check it did not pass); an ERROR is ours: the
+harness or the machine could not do the test (a worker died, an mmap got
+ENOMEM, a deadline passed on a slow machine, a race window was missed).
 """
 
 import re
 
-EXIT_PASS = 0
-EXIT_FAIL = 1
-EXIT_USAGE = 2
-EXIT_ERROR = 3
-EXIT_CANNOT_RUN = 125
+EXIT_PASS = 0  # every scenario that ran passed
+EXIT_FAIL = 1  # a scenario failed: the kernel broke a promise
+EXIT_USAGE = 2  # bad input or usage; nothing touched the kernel
+EXIT_ERROR = 3  # a scenario errored (and none failed), or the harness could not work
+EXIT_CANNOT_RUN = 125  # nothing could run here; `git bisect run` skips the commit
+
+# `ksm-harness --help` and README list these; one text for both
+EXIT_CODES_HELP = f"""exit codes:
+  {EXIT_PASS}    every scenario that ran passed
+  {EXIT_FAIL}    a scenario FAILED: the kernel broke a promise (a check, a crash report, new taint)
+  {EXIT_USAGE}    bad input or usage (one line file:line: field: message); nothing touched the kernel
+  {EXIT_ERROR}    a scenario ERRORED and none failed (harness or machine trouble: a worker died,
+       ENOMEM, a deadline, a missed race window), or the harness could not work (lock busy)
+  {EXIT_CANNOT_RUN}  nothing could run here: not root, no KSM, or every scenario skipped
+  with --bisect, {EXIT_ERROR} becomes {EXIT_CANNOT_RUN} too, so that `git bisect run` skips the commit
+"""
 
 
 class HarnessError(Exception):

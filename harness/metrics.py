@@ -57,6 +57,22 @@ class Metrics:
                     continue  # a short-lived child exited while we looked
         return views
 
+    def swapcache(self, group, region):
+        """Pages in swap cache (KPF_SWAPCACHE), swapped-out ones included for
+        workers, which answer mincore(2) for themselves; a descendant's
+        swapped-out pages cannot be asked about and count as not in it."""
+        total = 0
+        for pid, w in self.processes(group):
+            for name, info in w.regions.items():
+                if region not in ("all", name):
+                    continue
+                own = w.call("resident", region=name)["resident"] if pid == w.pid else None
+                try:
+                    total += pages.swapcache_pages(pid, info["addr"], info["npages"], own, self.proc)
+                except (FileNotFoundError, ProcessLookupError):
+                    continue  # a short-lived child exited while we looked
+        return total
+
     def value(self, cond, reference=None):
         """(value, denominator or None) of the condition's left-hand side."""
         if "." not in cond.name:
@@ -100,6 +116,8 @@ class Metrics:
         if metric in ("ksm_pages", "max_sharing"):
             counts = collections.Counter(v.pfns[i] for v in views for i in v.ksm)
             return (len(counts) if metric == "ksm_pages" else max(counts.values(), default=0)), None
+        if metric == "swapcache":
+            return self.swapcache(group, region), denom
         node = NODE_METRIC_RE.match(metric)
         if node:
             return sum(on_node(v, int(node.group(1))) for v in views), denom

@@ -5,6 +5,7 @@ default); what a process maps is what decides a verdict.  pagemap gives each
 virtual page's PFN (bits 0-54, root only since 4.0) or its swap state;
 kpageflags gives that PFN's flags (Documentation/admin-guide/mm/pagemap.rst).
 """
+import ctypes
 import os
 import struct
 from dataclasses import dataclass
@@ -92,22 +93,26 @@ def shared_pfns(a, b):
 
 
 def ksm_stat(pid, proc=Path("/proc")):
-    """/proc/PID/ksm_stat (6.1+) as a dict, else /proc/PID/ksm_merging_pages
-    (5.19+) as {"ksm_merging_pages": N}, else None (older kernels)."""
+    """/proc/PID/ksm_stat (6.1+) as a dict, with ksm_merging_pages from
+    /proc/PID/ksm_merging_pages (5.19+) where ksm_stat lacks it (6.1 shows
+    only ksm_rmap_items there, fs/proc/base.c proc_pid_ksm_stat()), else None
+    (older kernels).  {} for a process without an mm (a kernel thread)."""
     base = Path(proc) / str(pid)
+    out = {}
     try:
-        out = {}
         for line in (base / "ksm_stat").read_text().splitlines():
             key, _, value = line.partition(" ")
             key, value = key.rstrip(":"), value.strip()
             out[key] = int(value) if value.lstrip("-").isdigit() else value
+    except FileNotFoundError:
+        out = None
+    if out is not None and (not out or "ksm_merging_pages" in out):
         return out
-    except FileNotFoundError:
-        pass
     try:
-        return {"ksm_merging_pages": int((base / "ksm_merging_pages").read_text())}
+        text = (base / "ksm_merging_pages").read_text().strip()
     except FileNotFoundError:
-        return None
+        return out
+    return {**(out or {}), "ksm_merging_pages": int(text)} if text else out
 
 
 def read_memory(pid, addr, length, proc=Path("/proc")):
@@ -115,3 +120,109 @@ def read_memory(pid, addr, length, proc=Path("/proc")):
     A swapped-out page is faulted back in for the read (access_remote_vm())."""
     with open(Path(proc) / str(pid) / "mem", "rb", buffering=0) as f:
         return os.pread(f.fileno(), length, addr)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One mapping of /proc/PID/smaps."""
+
+    start: int  # first address
+    end: int  # address after the last
+    path: str  # backing file, [heap]/[stack]..., or "" for anonymous memory
+    flags: tuple  # VmFlags: "mg" is VM_MERGEABLE (madvise, or PR_SET_MEMORY_MERGE on every VMA)
+
+
+def mergeable_mappings(pid, proc=Path("/proc")):
+    """The mappings ksmd scans: VmFlags "mg" (VM_MERGEABLE) in
+    /proc/PID/smaps (fs/proc/task_mmu.c show_smap_vma_flags()).  Under
+    PR_SET_MEMORY_MERGE that is every mapping KSM can merge, not only the
+    declared regions (mm/ksm.c ksm_add_vmas()).  Elsewhere a process may map
+    KSM pages it never merged: an anonymous page shared copy-on-write with its
+    parent becomes a KSM page in place when a mergeable relative's copy is
+    merged (try_to_merge_one_page() keeps the page), and run=2 unmerges only
+    the mms on ksmd's list."""
+    out, current = [], None
+    for line in (Path(proc) / str(pid) / "smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if head[0] == "VmFlags:":
+            flags = tuple(line.split()[1:])
+            if current and "mg" in flags:
+                out.append(Mapping(*current, flags))
+        elif "-" in head[0] and not head[0].endswith(":"):
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            current = (start, end, head[5] if len(head) > 5 else "")
+    return out
+
+
+@dataclass(frozen=True)
+class ProcessPages:
+    """KSM and zero-page mappings over a process's mergeable mappings."""
+
+    pid: int  # the process looked at
+    ksm: tuple  # (address, PFN) of every page table entry mapping a KSM page (KPF_KSM)
+    zero: tuple  # address of every entry mapping the shared zero page (KPF_ZERO_PAGE)
+    pages: int  # pages looked at
+
+
+PAGEMAP_CHUNK = 1 << 16  # entries read at once (512 KiB)
+
+
+def merged_spans(spans):
+    """Sorted, non-overlapping (start, end) covering the given ones."""
+    out = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def process_pages(pid, spans, proc=Path("/proc")):
+    """Read the pagemap over (start, end) spans of a process (its regions,
+    its mergeable_mappings()), and the flags of what is present there."""
+    ksm, zero, total = [], [], 0
+    spans = merged_spans(spans)
+    with open(Path(proc) / str(pid) / "pagemap", "rb") as f:
+        for start, end in spans:
+            total += (end - start) // PAGE_SIZE
+            for first in range(start // PAGE_SIZE, end // PAGE_SIZE, PAGEMAP_CHUNK):
+                count = min(PAGEMAP_CHUNK, end // PAGE_SIZE - first)
+                data = os.pread(f.fileno(), 8 * count, 8 * first)
+                entries = struct.unpack(f"<{len(data) // 8}Q", data)
+                present = [(first + i, e & PM_PFN_MASK) for i, e in enumerate(entries) if e & PM_PRESENT]
+                for (page, pfn), flags in zip(present, kpageflags([pfn for _, pfn in present], proc)):
+                    if flags >> KPF_KSM & 1:
+                        ksm.append((page * PAGE_SIZE, pfn))
+                    elif flags >> KPF_ZERO_PAGE & 1:
+                        zero.append(page * PAGE_SIZE)
+    return ProcessPages(pid, tuple(ksm), tuple(zero), total)
+
+
+def resident(addr, npages):
+    """mincore(2) over [addr, +npages pages) of the calling process, as a
+    string of "0"/"1": a page in memory, or swapped out but still in swap
+    cache (mm/mincore.c mincore_pte_range(): a swap entry is looked up in the
+    swap address space).  Only a process can ask this of itself."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    vec = (ctypes.c_ubyte * npages)()
+    if libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(npages * PAGE_SIZE), vec):
+        raise OSError(ctypes.get_errno(), f"mincore: {os.strerror(ctypes.get_errno())}")
+    return "".join("1" if b & 1 else "0" for b in vec)
+
+
+def swapcache_pages(pid, addr, npages, resident_map=None, proc=Path("/proc")):
+    """Pages of [addr, +npages) whose page is in swap cache: mapped ones with
+    KPF_SWAPCACHE, and swapped-out ones that `resident_map` (the process's own
+    mincore, from resident()) shows still in memory.  Without it only mapped
+    pages are seen (another process cannot ask mincore for us)."""
+    entries = _read_entries(Path(proc) / str(pid) / "pagemap", addr // PAGE_SIZE, npages)
+    pfns = [e & PM_PFN_MASK if e & PM_PRESENT else 0 for e in entries]
+    flags = kpageflags(pfns, proc)
+    count = 0
+    for i, (entry, flag) in enumerate(zip(entries, flags)):
+        if entry & PM_PRESENT:
+            count += flag >> KPF_SWAPCACHE & 1
+        elif entry & PM_SWAP and resident_map is not None:
+            count += resident_map[i] == "1"
+    return count

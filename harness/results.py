@@ -27,6 +27,7 @@ class Check:
     what: str  # the expectation in words, as written in the scenario
     passed: bool
     detail: str  # the numbers: "pages_shared=0 (want == 0)"
+    kernel: bool = True  # False: the harness's own trouble (a cleanup, a bug): ERROR when it fails, never FAIL
 
 
 @dataclass(frozen=True)

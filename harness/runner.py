@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import cgroup, faultinject, hwpoison, numa, pages, requirements, swap, taint
+from . import cgroup, faultinject, hwpoison, numa, pages, requirements, swap, taint, truth
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
-from .errors import CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, Skip, WorkerError
+from .errors import CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, Skip
 from .journal import Journal
 from .lock import MachineLock
 from .kmsg import KmsgWatcher
@@ -160,10 +160,13 @@ class ScenarioRun:
         self.sc = scenario
         self.state = RunState(scenario)
         self.checks = []
+        self.errors = []  # why the run tested less than it meant (a missed race window): ERROR
         self.steps = []
         self.t0 = time.monotonic()
         self.deadline = self.t0 + scenario.timeout
         self.metrics = Metrics(self.state, ctx.counters, ctx.roots.proc)
+        self.truth = truth.Truth(ctx.knobs, ctx.roots.proc, truth.uses_merge_any(scenario))
+        self.racing = False  # inside a concurrent step: workers act, ksmd is not quiet
         self.swap_dev = None
         self.cgroup = None
         self.injector = None
@@ -177,8 +180,8 @@ class ScenarioRun:
             raise DeadlineExceeded(f"scenario timeout of {self.sc.timeout:g}s reached")
         return left
 
-    def check(self, what, passed, detail):
-        self.checks.append(Check(what, bool(passed), detail))
+    def check(self, what, passed, detail, kernel=True):
+        self.checks.append(Check(what, bool(passed), detail, kernel))
         return passed
 
     def mark(self, name, start):
@@ -192,6 +195,8 @@ class ScenarioRun:
         # pages_shared == 0 can be set and nothing is left from before.
         defer(knobs.restore, ctx.original)
         self.write_knobs((("run", RUN_UNMERGE),), "ok", setup=True)
+        self.truth.begin()
+        defer(self.counters_back)
         if any(n in ("merge_across_nodes", "max_page_sharing") for n, _ in sc.knobs):
             knobs.wait_unshared(10)
         self.write_knobs(sc.knobs, "ok", setup=True)
@@ -252,9 +257,11 @@ class ScenarioRun:
             if not setup:
                 self.check(f"knob {name}={value} gives {expect}", ok,
                            f"{w.result.value} after {w.seconds:.3f}s")
-            # after an unmerge, and after a knob the kernel lets change only
-            # with nothing shared (NEED_UNSHARED)
-            unshared = (name, value) == ("run", RUN_UNMERGE) or name in NEED_UNSHARED
+            # after an unmerge, after a knob the kernel lets change only with
+            # nothing shared (NEED_UNSHARED), and where ksmd stopped (run=0)
+            unshared = (name, str(value)) in (("run", RUN_UNMERGE), ("run", "0")) or name in NEED_UNSHARED
+            if (name, str(value)) == ("run", RUN_UNMERGE) and w.result is WriteResult.OK:
+                self.truth.unmerged()
             if unshared and not setup and w.result is WriteResult.OK:
                 self.invariant(f"after {name}={value} (line {self.current_line})")
         return results
@@ -262,17 +269,44 @@ class ScenarioRun:
     # -- invariants and checks --
     def invariant(self, when):
         """Nothing shared => nothing mapped KSM: with pages_shared == 0 no
-        worker or descendant may map a KSM page (KPF_KSM)."""
+        worker or descendant may map a KSM page (KPF_KSM) in its regions or,
+        under PR_SET_MEMORY_MERGE, in any mapping ksmd scans
+        (pages.mergeable_mappings()).  Then, where ksmd is quiet, the page
+        truth of every counter."""
+        processes = self.metrics.processes("all")
+        seen = self.truth.look(processes)
         shared = self.ctx.knobs.read_int("pages_shared")
+        what = f"pages_shared == 0 => no KSM page mapped ({when})"
         if shared != 0:
+            self.check(what, True, f"not applicable: pages_shared={shared} at that point")
+        else:
+            mapped = [f"{s.label} (pid {s.pages.pid}): {len(s.pages.ksm)} KSM pages (first at "
+                      f"{s.pages.ksm[0][0]:#x})" for s in seen if s.pages.ksm]
+            self.check(what, not mapped, "; ".join(mapped[:5]) or
+                       f"no process maps a KSM page ({len(seen)} processes, regions"
+                       f"{' and VM_MERGEABLE mappings' if self.truth.merge_any else ''})")
+        if not self.racing:
+            checks, notes = self.truth.check(when, seen, {pid for pid, _ in processes})
+            self.checks.extend(checks)
+            self.state.notes.extend(notes)
+
+    def attributed(self, cond):
+        """A rise of a machine-wide KSM counter (+ksm_swpin_copy) is this
+        scenario's evidence only while no other process uses KSM: else the
+        path may not have run here at all, which is ERROR, not PASS."""
+        if not cond.delta or cond.name not in truth.MACHINE_WIDE:
             return
-        mapped = []
-        for group in self.state.groups:
-            for view in self.metrics.region_views(group, "all"):
-                if view.ksm:
-                    mapped.append(f"pid {view.pid}: {view.ksm_count} KSM pages (first at page {view.ksm[0]})")
-        self.check(f"pages_shared == 0 => no KSM page mapped ({when})", not mapped,
-                   "; ".join(mapped[:5]) or "no process maps a KSM page")
+        others = truth.other_users({pid for pid, _ in self.metrics.processes("all")}, self.ctx.roots.proc)
+        if others is None or others:
+            who = "; ".join(others[:3]) if others else "this harness cannot see every process (PID namespace)"
+            self.errors.append(f"{cond.text}: a machine-wide counter, not this scenario's alone: other KSM users "
+                               f"at the end: {who}")
+
+    def counters_back(self):
+        """Once the workers exited (the pool closes first): run=2, and every
+        global counter must be where it was before they started."""
+        if self.ctx.knobs.write("run", RUN_UNMERGE).result is WriteResult.OK:
+            self.checks.append(self.truth.back_to_start())
 
     def verify_data(self, when, mode="intact"):
         """Every page of every worker and descendant has its pattern's content."""
@@ -364,19 +398,30 @@ class ScenarioRun:
             self.check(f"{a['until'].text} (line {step.line})", ok, detail)
         elif kind == "fault_injection":
             self.fault_injection(a)
+            self.truth.changed(self.state.select(["all"]))
         elif kind == "cgroup":
             self.cgroup_limit(a["limit_pages"], a["expect"])
+            self.truth.changed(self.state.select(["all"]))  # reclaim swaps pages out
         elif kind == "swapoff":
             # swapoff: try_to_unuse() -> unuse_pte() maps every page back, from swapcache or the device
             self.ctx.swap.remove(self.swap_dev)
             self.swap_dev = None
+            self.truth.changed(self.state.select(["all"]))
         elif kind == "do":
             workers = self.state.select(a["workers"])
             for w in workers:
                 self.send_action(w, a)
             for w in workers:
                 self.receive_action(w, a, None)
+            self.acted(workers, [a])
         return True
+
+    def acted(self, workers, actions):
+        """Tell the page truth that these workers' pages changed (and that
+        processes exited: a fork storm's children, an exit step)."""
+        self.truth.changed(workers, dropped=any(a.get("advice") == "dontneed" for a in actions))
+        if any(a["do"] in ("fork", "exit") for a in actions):
+            self.truth.exited()
 
     def wait(self, step):
         cond = step.args["until"]
@@ -418,6 +463,7 @@ class ScenarioRun:
                 self.send_action(w, c.args)
                 sent.append((w, c))
         windows = []
+        self.racing = True
         for c in others:
             self.current_line = c.line
             start = time.monotonic()
@@ -427,13 +473,33 @@ class ScenarioRun:
             else:
                 self.simple(c)
             self.mark(c.title, start)
+        self.racing = False
         for w, c in sent:
             if c.args.get("until_done"):
                 w.send("stop")
+        hits = {}
         for w, c in sent:
-            self.receive_action(w, c.args, windows)
+            hit = self.receive_action(w, c.args, windows)
+            if hit:
+                done = hits.setdefault(c.args["do"], [0, 0])
+                done[0], done[1] = done[0] + hit[0], done[1] + hit[1]
             if c.args.get("until_done"):
                 w.receive("stop", self.left())
+        self.acted([w for w, _ in sent], [c.args for _, c in sent])
+        self.window_needed(step, windows, hits)
+        if any(name == "run" for c in others if c.kind == "knob" for name, _ in c.args["writes"]):
+            self.invariant(f"after the race (line {step.line})")
+
+    def window_needed(self, step, windows, hits):
+        """A race that missed its window tested nothing: ERROR, not PASS."""
+        if not windows:
+            return
+        during = ", ".join(label for _, _, label in windows)
+        for act, (hit, total) in hits.items():
+            what = {"touch": "faults", "fork": "forks"}.get(act, f"{act} events")
+            if hit * 100 < step.args["window"] * total or not total:
+                self.errors.append(f"race window missed (line {step.line}): {hit} of {total} {what} during "
+                                   f"{during} (want >= {step.args['window']}%)")
 
     def send_action(self, w, a):
         act = a["do"]
@@ -483,11 +549,11 @@ class ScenarioRun:
         region = a.get("region")
         if act == "touch":
             self.state.add(w, region, "sigbus", reply["sigbus"])
-            self.note_window(w, "page faults", reply["times_ns"], windows)
+            return self.note_window(w, "page faults", reply["times_ns"], windows)
         elif act == "fork":
             self.state.add(w, "all", "forks", reply["forks"])
             if windows:
-                self.note_window(w, "forks", reply["times_ns"], windows)
+                return self.note_window(w, "forks", reply["times_ns"], windows)
             else:
                 self.state.notes.append(f"{w.name}: {reply['forks']} forks, {reply['live']} children alive at the end")
             if reply["failed"]:
@@ -526,13 +592,17 @@ class ScenarioRun:
         frames.update({i: view.pfns[i] for i in range(start, start + count) if view.pfns[i]})
 
     def note_window(self, w, what, times_ns, windows):
-        """How often a race window was hit: events inside a knob write's span."""
-        if windows is None or not times_ns:
-            return
+        """How often a race window was hit: events inside a knob write's span.
+        Returns (events inside any window, events), None outside a race."""
+        if not windows:
+            return None
+        inside = set()
         for start, end, label in windows:
-            hits = sum(1 for t in times_ns if t and start <= t / 1e9 <= end)
-            self.state.notes.append(f"{w.name}: {hits} of {len(times_ns)} {what} happened while "
+            hit = {i for i, t in enumerate(times_ns) if t and start <= t / 1e9 <= end}
+            inside |= hit
+            self.state.notes.append(f"{w.name}: {len(hit)} of {len(times_ns)} {what} happened while "
                                     f"{label} was being written ({end - start:.3f}s)")
+        return len(inside), len(times_ns)
 
     # -- expectations --
     def expectations(self):
@@ -540,6 +610,7 @@ class ScenarioRun:
             if e.kind == "that":
                 ok, detail = self.metrics.holds(e.args["cond"], self.reference)
                 self.check(e.text, ok, detail)
+                self.attributed(e.args["cond"])
             elif e.kind == "data":
                 self.verify_data("at the end", e.args["mode"])
 
@@ -570,15 +641,15 @@ def run_scenario(ctx, sc):
     except Skip as skip:
         return ScenarioResult(sc.name, sc.file, sc.line, SKIP, 0.0, reason=skip.reason)
     run = ScenarioRun(ctx, sc)
-    # user_records: a report written into /dev/kmsg by a test counts too (the
-    # detector only matches kernel report formats, not arbitrary lines)
-    watcher = KmsgWatcher(ctx.roots.kmsg, user_records=True)
+    # only the kernel's own records (facility 0) count: a user-space line
+    # written to /dev/kmsg is never a kernel report (tests that inject fake
+    # reports point roots.kmsg at a log file of their own)
+    watcher = KmsgWatcher(ctx.roots.kmsg)
     watcher.start()
     run.kmsg = watcher
     taint_path = ctx.roots.proc / "sys/kernel/tainted"
     taint_before = taint.read_tainted(taint_path)
     sampler = Sampler(ctx.counters, interval=0.1, t0=run.t0)
-    status, reason = PASS, ""
     with Cleanup() as defer:
         ctx.cleanup = defer
         try:
@@ -592,19 +663,20 @@ def run_scenario(ctx, sc):
             run.invariant("at the end")
             run.expectations()
         except Exception as exc:  # EOFError, TimeoutExpired, a bug: this scenario's ERROR, not the run's end
-            status, reason = ERROR, str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, (DeadlineExceeded, WorkerError)):
-                status = FAIL
-            if not isinstance(exc, HarnessError):
-                run.check("the harness ran the scenario to its end", False, traceback.format_exc())
+            # ours, not the kernel's: a worker that reported an error (mmap
+            # ENOMEM), the scenario's deadline on a slow machine, a knob or
+            # file the harness could not handle, or a harness bug
+            run.errors.append(f"{type(exc).__name__}: {exc}")
+            if not isinstance(exc, (HarnessError, OSError)):
+                run.check("the harness ran the scenario to its end", False, traceback.format_exc(), kernel=False)
         finally:
             sampler_done = run.reference is not None
             end_values = ctx.counters.read()
     for failure in defer.failures:
-        run.check(f"cleanup: {failure.what}", False, failure.traceback)
-    if defer.failures and status == PASS:
-        status, reason = ERROR, f"cleanup failed: {defer.failures[0].what}: {defer.failures[0].error}"
+        run.check(f"cleanup: {failure.what}", False, failure.traceback, kernel=False)
     crashes = tuple(watcher.crashes())
+    if watcher.lost():
+        run.errors.append(watcher.lost())
     new_taint = taint.new_flags(taint_before, taint.read_tainted(taint_path))
     expected_crash = [e for e in sc.expect if e.kind == "crash"]
     for e in expected_crash:
@@ -615,11 +687,7 @@ def run_scenario(ctx, sc):
               "; ".join(f"{c.title} (log line {c.line})" for c in unexpected) or "log clean")
     if not expected_crash:
         run.check("no new taint", not new_taint, ", ".join(new_taint) or "taint unchanged")
-    failed = [c for c in run.checks if not c.passed]
-    if status == PASS and failed:
-        status, reason = FAIL, f"{failed[0].what}: {failed[0].detail}"
-    elif status != PASS and failed and not reason:
-        reason = failed[0].detail
+    status, reason = verdict(run.checks, run.errors)
     return ScenarioResult(
         name=sc.name, file=sc.file, line=sc.line, status=status,
         duration=round(time.monotonic() - started, 3), reason=reason, checks=tuple(run.checks),
@@ -678,6 +746,21 @@ def errored(name, file, line, reason, checks):
     """The result of a scenario (or of the run's final restore) that the
     harness could not carry through."""
     return ScenarioResult(name, file, line, ERROR, 0.0, reason=reason, checks=tuple(checks))
+def verdict(checks, errors):
+    """(status, reason): FAIL is the kernel's (a check it did not pass, even
+    when harness trouble came after), ERROR is ours (the harness or machine
+    could not do the test, or a race missed its window), else PASS."""
+    failed = [c for c in checks if not c.passed and c.kernel]
+    errors = errors + [f"{c.what}: {c.detail.strip().splitlines()[-1]}" for c in checks
+                       if not c.passed and not c.kernel]
+    if failed:
+        also = f" (then: {errors[0]})" if errors else ""
+        return FAIL, f"{failed[0].what}: {failed[0].detail}{also}"
+    if errors:
+        return ERROR, "; ".join(errors)
+    return PASS, ""
+
+
 
 
 def preflight(roots):

@@ -22,7 +22,7 @@ SIZE_RE = re.compile(r"^(\d+)\s*([KMGkmg]?)(i?[Bb])?$")
 PAGES_SIZE_RE = re.compile(r"^\s*(\d+)\s*pages$", re.ASCII)  # "100 pages"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 COND_RE = re.compile(r"^\s*(\+)?([A-Za-z_][\w.\[\]:]*)\s*(==|!=|>=|<=|>|<)\s*(-?\d+)(%?)\s*$")
-PROCESS_METRICS = ("ksm", "swapped", "present", "zero", "thp", "sigbus", "bad", "processes",
+PROCESS_METRICS = ("ksm", "swapped", "swapcache", "present", "zero", "thp", "sigbus", "bad", "processes",
                    "ksm_pages", "max_sharing", "poisoned", "lost_in_swapcache")
 NODE_METRIC_RE = re.compile(r"^node(\d+)$")  # GROUP.REGION.node1: pages on NUMA node 1
 GROUP_METRICS = ("merging_pages", "processes", "sigbus", "rmap_items")
@@ -32,6 +32,10 @@ WRITE_RESULTS = ("ok", "EBUSY", "EINVAL")
 # a memcg limit write may also be "any": the result is reported, not checked
 # (what v1 does over merged pages differs between kernel versions)
 LIMIT_RESULTS = WRITE_RESULTS + ("any",)
+# a race (concurrent step with a knob write) that hit less of its window than
+# this share of its worker events is an ERROR, not a PASS: the path was not tested
+DEFAULT_WINDOW_PERCENT = 50
+WINDOW_RE = re.compile(r"^(\d+)%$")
 SWAP_KINDS = ("file", "zram")
 
 
@@ -563,7 +567,7 @@ class Parser:
             return Step("cgroup", {"limit_pages": parse_size(self.ctx, c, "limit", f"{where}.cgroup"),
                                    "expect": expect}, m.line)
         if "concurrent" in m:
-            _keys(self.ctx, m, where, {"concurrent", "name", "repeat"})
+            _keys(self.ctx, m, where, {"concurrent", "name", "repeat", "window"})
             seq = m["concurrent"]
             if not isinstance(seq, yamlload.Seq) or len(seq) < 2:
                 raise self.err("concurrent: needs a list of at least two steps", m, "concurrent",
@@ -576,7 +580,8 @@ class Parser:
                 raise self.err("concurrent: needs worker actions (do) and harness steps (knob/wait/...) to "
                                "race against each other", m, "concurrent", f"{where}.concurrent")
             repeat = _at_least(self.ctx, m, "repeat", where, _typed(self.ctx, m, "repeat", where, (int,), 1), 1)
-            return Step("concurrent", {"name": m.get("name"), "repeat": repeat}, m.line, children)
+            return Step("concurrent", {"name": m.get("name"), "repeat": repeat,
+                                       "window": self.window(m, where, children)}, m.line, children)
         _keys(self.ctx, m, where, {"repeat", "steps", "name"}, ("steps",))
         times = _typed(self.ctx, m, "repeat", where, (int,))
         if times < 1:
@@ -591,6 +596,19 @@ class Parser:
             if why:
                 raise self.err(f"{n!r} {why}", m, n, f"{where}.{n}")
         return tuple((str(n), self.knob_value(m, n, where)) for n in m)
+
+    def window(self, m, where, children):
+        """`window: 50%`: the least share of the worker events (faults,
+        forks) that must fall inside the race's knob writes."""
+        if "window" not in m:
+            return DEFAULT_WINDOW_PERCENT
+        match = WINDOW_RE.match(str(m["window"]).strip())
+        if not match or int(match.group(1)) > 100:
+            raise self.err(f"window is a percentage 0%..100%, not {m['window']!r}", m, "window", f"{where}.window")
+        if not any(c.kind == "knob" for c in children):
+            raise self.err("window needs a knob write in the concurrent step (the window is its span)", m,
+                           "window", f"{where}.window")
+        return int(match.group(1))
 
     def knob_value(self, m, name, where):
         v = m[name]

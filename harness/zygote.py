@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 
+from . import pages
 from ._mem import ffi, lib
 
 from .pages import PAGE_SIZE
@@ -166,6 +167,12 @@ class Worker:
         sigbus = lib.ksmh_touch(base, count, r.keys + start, bool(args["write"]), args["threads"],
                                 int(args["pace_us"] * 1000), done)
         return {"pages": count, "sigbus": sigbus, "times_ns": list(done)}
+
+    def op_resident(self, args):
+        """mincore(2) over a region (pages.resident()): the swapcache metric
+        needs it for pages whose PTE holds a swap entry."""
+        r = self.region(args["region"])
+        return {"resident": pages.resident(r.describe()["addr"], r.npages)}
 
     def op_verify(self, args):
         r = self.region(args["region"])

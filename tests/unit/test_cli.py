@@ -25,3 +25,20 @@ def test_repeat_names_each_round():
 def test_usage_errors_are_exit_2(argv, message, capsys):
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("statuses,code,bisect", [
+    ({"pass"}, 0, 0), ({"pass", "skip"}, 0, 0), ({"fail", "error", "pass"}, 1, 1), ({"error", "pass"}, 3, 125),
+    ({"skip"}, 125, 125), (set(), 125, 125)])
+def test_exit_status_fail_is_the_kernels_error_is_ours(statuses, code, bisect):
+    assert cli.exit_status(statuses) == code
+    assert cli.for_bisect(code) == bisect
+
+
+def test_help_lists_the_exit_codes(capsys):
+    for argv in (["--help"], ["run", "--help"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        out = capsys.readouterr().out
+        assert "exit codes:" in out and "  3    a scenario ERRORED and none failed" in out
+        assert "with --bisect, 3 becomes 125 too" in out

@@ -64,9 +64,29 @@ def test_overwritten_records_are_counted_and_reading_goes_on(monkeypatch, tmp_pa
         b"4,16,3,-;WARNING: CPU: 0 PID: 1 at mm/ksm.c:1 f+0x0/0x1\n"))
     watcher._drain()
     assert [r.seq for r in watcher._records] == [10, 15, 16]
-    assert watcher.dropped == 4
+    assert watcher.dropped == 4 and watcher.overruns == 1
+    assert watcher.lost().startswith(f"{tmp_path / 'x'}: 1 ring-buffer overrun(s) (EPIPE from read), 4 records lost")
     assert [c.title for c in watcher._scanner.crashes()] == ["WARNING in f"]
     assert watcher.first_crash_monotonic is not None
+
+
+def test_overrun_before_any_record_is_still_reported(monkeypatch, tmp_path):
+    watcher = KmsgWatcher(tmp_path / "x")
+    watcher._fd, watcher._device = 99, True
+    monkeypatch.setattr(kmsg.os, "read", FakeReads(BrokenPipeError(errno.EPIPE, "overwritten"), b"6,15,2,-;x\n"))
+    watcher._drain()
+    assert (watcher.overruns, watcher.dropped) == (1, 0) and "1 ring-buffer overrun" in watcher.lost()
+
+
+def test_user_records_are_not_reports_by_default(monkeypatch, tmp_path):
+    warning = b"12,16,3,-;WARNING: CPU: 0 PID: 1 at mm/ksm.c:1 not_the_kernel+0x0/0x1\n"  # facility 1: user
+    for seam, titles in ((False, []), (True, ["WARNING in not_the_kernel"])):
+        watcher = KmsgWatcher(tmp_path / "x", user_records=seam)
+        watcher._fd, watcher._device = 99, True
+        monkeypatch.setattr(kmsg.os, "read", FakeReads(warning))
+        watcher._drain()
+        assert [c.title for c in watcher._scanner.crashes()] == titles
+        assert watcher.lost() == ""
 
 
 def test_permission_error_says_what_to_do(monkeypatch, tmp_path):

@@ -123,3 +123,72 @@ def test_ksm_stat_none_on_old_kernels(tmp_path):
 
 def test_page_size_matches_host():
     assert pages.PAGE_SIZE in (4096, 16384, 65536)
+
+
+def test_ksm_stat_6_1_takes_merging_pages_from_its_own_file(tmp_path):
+    # 6.1: ksm_stat shows only ksm_rmap_items (fs/proc/base.c proc_pid_ksm_stat())
+    (tmp_path / "42").mkdir()
+    (tmp_path / "42" / "ksm_stat").write_text("ksm_rmap_items 9\n")
+    (tmp_path / "42" / "ksm_merging_pages").write_text("4\n")
+    assert ksm_stat(42, tmp_path) == {"ksm_rmap_items": 9, "ksm_merging_pages": 4}
+
+
+def test_ksm_stat_of_a_process_without_mm(tmp_path):
+    (tmp_path / "2").mkdir()
+    (tmp_path / "2" / "ksm_stat").write_text("")
+    assert ksm_stat(2, tmp_path) == {}
+
+
+# /proc/PID/smaps, shortened: two mappings with VM_MERGEABLE ("mg"), one without
+SMAPS = f"""\
+{ADDR:x}-{ADDR + 8 * PAGE_SIZE:x} rw-p 00000000 00:00 0
+Size:                 32 kB
+VmFlags: rd wr mr mw me ac mg
+{ADDR + 8 * PAGE_SIZE:x}-{ADDR + 9 * PAGE_SIZE:x} rw-p 00000000 00:00 0                          [heap]
+VmFlags: rd wr mr mw me ac
+{ADDR + 9 * PAGE_SIZE:x}-{ADDR + 10 * PAGE_SIZE:x} r--p 00001000 08:01 1234                       /usr/lib/x.so
+VmFlags: rd mr mw me mg
+"""
+
+
+def test_mergeable_mappings_from_smaps(proc):
+    (proc / "100" / "smaps").write_text(SMAPS)
+    got = pages.mergeable_mappings(100, proc)
+    assert [(m.start, m.end, m.path) for m in got] == [
+        (ADDR, ADDR + 8 * PAGE_SIZE, ""), (ADDR + 9 * PAGE_SIZE, ADDR + 10 * PAGE_SIZE, "/usr/lib/x.so")]
+    assert "mg" in got[0].flags
+
+
+def test_process_pages_over_mergeable_mappings(proc):
+    (proc / "100" / "smaps").write_text(SMAPS)
+    put(proc / "100" / "pagemap", ADDR // PAGE_SIZE + 8, [PM_PRESENT | 1000, PM_PRESENT | 1000])
+    got = pages.process_pages(100, [(m.start, m.end) for m in pages.mergeable_mappings(100, proc)], proc)
+    # the [heap] page (index 8) maps the KSM page too, but ksmd does not scan it
+    assert got.ksm == ((ADDR, 1000), (ADDR + 7 * PAGE_SIZE, 1000), (ADDR + 9 * PAGE_SIZE, 1000))
+    assert got.zero == (ADDR + 4 * PAGE_SIZE,) and got.pages == 9
+    also = pages.process_pages(100, [(ADDR, ADDR + 10 * PAGE_SIZE), (ADDR + 8 * PAGE_SIZE, ADDR + 9 * PAGE_SIZE)],
+                               proc)
+    assert len(also.ksm) == 4 and also.pages == 10
+
+
+def test_merged_spans():
+    assert pages.merged_spans([(5, 9), (0, 2), (1, 3), (9, 10)]) == [(0, 3), (5, 10)]
+
+
+def test_swapcache_pages(proc):
+    put(proc / "kpageflags", 1001, [ANON | 1 << pages.KPF_SWAPCACHE])
+    # page 1 mapped and in swapcache, page 2 swapped out: in swapcache only if mincore says so
+    assert pages.swapcache_pages(100, ADDR, 8, None, proc) == 1
+    assert pages.swapcache_pages(100, ADDR, 8, "00100000", proc) == 2
+    assert pages.swapcache_pages(100, ADDR, 8, "00000000", proc) == 1
+
+
+def test_resident_of_own_memory():
+    import mmap
+    m = mmap.mmap(-1, 4 * PAGE_SIZE)
+    m[0:1] = b"x"
+    import ctypes
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    got = pages.resident(addr, 4)
+    assert got[0] == "1" and got[1:] == "000"
+    del addr

@@ -24,6 +24,17 @@ steps:
 SWAP = "setup:\n  swap: {kind: file, size: 64M}\n"  # 2 lines, prepended
 
 
+RACE = BASE + """\
+  - WINDOW
+    concurrent:
+      - do: touch
+        workers: a
+        region: r
+        wait_for: {knob: run, value: 2}
+      - knob: {run: 2}
+"""
+
+
 def load(tmp_path, text, name="s.yaml"):
     path = tmp_path / name
     path.write_text(text)
@@ -127,8 +138,8 @@ BROKEN = [
      "bad condition 'pages_shared >> 3' (want e.g. 'pages_sharing >= 100', '+full_scans >= 2', "
      "'a.r.ksm == 0')"),
     ("unknown-metric", BASE + '  - check: "a.r.bogus == 0"\n', 9, "steps[1].check.until",
-     "unknown metric 'bogus' (expected one of: ksm, swapped, present, zero, thp, sigbus, bad, processes, "
-     "ksm_pages, max_sharing, poisoned, lost_in_swapcache, nodeN)"),
+     "unknown metric 'bogus' (expected one of: ksm, swapped, swapcache, present, zero, thp, sigbus, bad, "
+     "processes, ksm_pages, max_sharing, poisoned, lost_in_swapcache, nodeN)"),
     ("percent-of-page-frames", BASE + '  - check: "a.r.ksm_pages >= 50%"\n', 9, "steps[1].check.until",
      "ksm_pages counts page frames, not a share of the region: drop the %"),
     ("unknown-group-metric", BASE + '  - check: "a.bogus == 0"\n', 9, "steps[1].check.until",
@@ -177,6 +188,11 @@ BROKEN = [
     ("bad-regex", BASE + "expect:\n  - crash: '('\n", 10, "expect[0].crash",
      "bad regex: missing ), unterminated subpattern at position 0"),
     ("not-a-mapping", "- 1\n", 1, None, "a scenario file is a YAML mapping"),
+    ("window-not-a-share", RACE.replace("WINDOW", "window: 150%"), 9, "steps[1].window",
+     "window is a percentage 0%..100%, not '150%'"),
+    ("window-without-knob", BASE + "  - window: 10%\n    concurrent:\n      - do: touch\n        workers: a\n"
+     "        region: r\n      - wait: {until: 'a.r.ksm == 0', timeout: 1}\n", 9, "steps[1].window",
+     "window needs a knob write in the concurrent step (the window is its span)"),
 ]
 
 
@@ -254,3 +270,9 @@ def test_load_all_keyword():
     names = [s.name for s in scenario.load_all([REPO / "scenarios"], keyword="stale")]
     assert names == ["stale-stable-nodes[from=1,far=0]", "stale-stable-nodes[from=1,far=1]",
                      "stale-stable-nodes[from=0,far=0]", "stale-stable-nodes[from=0,far=1]"]
+
+
+@pytest.mark.parametrize("line,want", [("window: 75%", 75), ("window: 0%", 0), ("name: race", 50)])
+def test_race_window(tmp_path, line, want):
+    _, (sc,) = load(tmp_path, RACE.replace("WINDOW", line))
+    assert sc.steps[1].kind == "concurrent" and sc.steps[1].args["window"] == want
