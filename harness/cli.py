@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import errors, requirements, runner, scenario
+from . import damage, errors, requirements, runner, scenario
 from .report import WRITERS
 from .report.terminal import Progress, summary
 from .results import ERROR, FAIL, SKIP
@@ -51,7 +51,8 @@ def cmd_run(args):
     outputs = {fmt: getattr(args, fmt) for fmt in WRITERS if getattr(args, fmt)}
     progress = Progress(sys.stderr, enabled=not args.quiet)
     result = runner.run_all(scenarios, progress, wait=not args.no_wait,
-                            say=lambda m: print(m, file=sys.stderr))
+                            say=lambda m: print(m, file=sys.stderr),
+                            allow_kernel_damage=args.allow_kernel_damage)
     for fmt, path in outputs.items():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         WRITERS[fmt](result, path)
@@ -123,6 +124,9 @@ def build_parser():
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     run.add_argument("--repeat", type=int, default=1, metavar="N",
                      help="run the selection N times over in one run (NAME#1 .. NAME#N)")
+    run.add_argument(damage.ALLOW_OPTION, action="store_true",
+                     help="let steps that damage the kernel for good (do: provoke) run outside a "
+                          "ksm-harness VM guest: only on a machine you will reboot")
     run.set_defaults(fn=cmd_run)
     for name, fn, help_ in (("list", cmd_list, "list scenarios"), ("check", cmd_check, "validate scenarios only"),
                             ("env", cmd_env, "what this machine offers, and which scenarios would skip")):

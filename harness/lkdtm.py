@@ -30,12 +30,12 @@ def types(debugfs: Path = DEBUGFS) -> List[str]:
     return [line.strip() for line in lines[1:] if line.strip()]  # lines[0]: "Available crash types:"
 
 
-def unavailable(crash: str, debugfs: Path = DEBUGFS) -> Optional[str]:
-    """Why `crash` cannot be provoked here, or None when it can."""
+def unavailable(crash: Optional[str], debugfs: Path = DEBUGFS) -> Optional[str]:
+    """Why `crash` (None: any type) cannot be provoked here, or None when it can."""
     known = types(debugfs)
     if not known:
         return (f"needs LKDTM ({direct(debugfs)} missing: CONFIG_LKDTM=n, or debugfs not mounted at "
                 f"{debugfs})")
-    if crash not in known:
+    if crash is not None and crash not in known:
         return f"this kernel's LKDTM has no crash type {crash} (it has {', '.join(known)})"
     return None

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import cgroup, faultinject, numa, pages, requirements, swap, taint
+from . import cgroup, faultinject, lkdtm, numa, pages, requirements, swap, taint
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
-from .errors import CannotRun, DeadlineExceeded, HarnessError, KernelError, Skip, WorkerError
+from .errors import CannotRun, DeadlineExceeded, HarnessError, KernelError, ScenarioStopped, Skip, WorkerError
 from .journal import Journal
 from .kmsg import KmsgWatcher
 from .knobs import NEED_UNSHARED, RUN_UNMERGE, Knobs, WriteResult
@@ -26,6 +26,7 @@ from .results import ERROR, FAIL, PASS, SKIP, Check, RunResult, ScenarioResult, 
 from .sampler import Counters, Sampler, deltas
 from .swap import SwapManager
 from .wait import wait_until
+from .watchdog import NOT_RUN, Watchdog, settle, stuck_text
 from .workers import WorkerDied, WorkerPool
 from .zygote import PAGE_SIZE, verify_buffer
 from ._mem import ffi
@@ -125,6 +126,7 @@ class ScenarioRun:
         self.cgroup = None
         self.injector = None
         self.reference = None
+        self.pool = None  # the WorkerPool, once setup made it
 
     # -- helpers --
     def left(self):
@@ -132,6 +134,14 @@ class ScenarioRun:
         if left <= 0:
             raise DeadlineExceeded(f"scenario timeout of {self.sc.timeout:g}s reached")
         return left
+
+    def where(self):
+        """The step being run, for the watchdog's message."""
+        line = getattr(self, "current_line", None)
+        return f"line {line}" if line else "setup"
+
+    def busy(self):
+        return self.pool.busy() if self.pool else []
 
     def check(self, what, passed, detail):
         self.checks.append(Check(what, bool(passed), detail))
@@ -155,12 +165,16 @@ class ScenarioRun:
             self.swap_dev = ctx.swap.create(sc.swap["kind"], sc.swap["npages"] * PAGE_SIZE,
                                             journal=self.journaled("swap", swap.to_journal, defer))
             defer(ctx.swap.remove, self.swap_dev)
-        pool = WorkerPool()
+        pool = self.pool = WorkerPool()
         defer(pool.close)
         if sc.cgroup:
             self.cgroup = MemCgroup.create(f"run-{os.getpid()}", proc=str(ctx.roots.proc),
                                            journal=self.journaled("cgroups", cgroup.to_journal, defer))
             defer(self.cgroup.remove)
+            if not sc.cgroup.get("oom_kill", True):
+                self.cgroup.disable_oom_kill()
+                # a worker waiting over the limit goes on once it is lifted, before it is killed
+                defer(self.cgroup.set_limit, None)
         for g in sc.workers:
             ws = []
             for i in range(g.count):
@@ -421,6 +435,8 @@ class ScenarioRun:
                    until_told=bool(a.get("until_done")), **wait)
         elif act == "prctl_merge":
             w.send("prctl_merge", value=int(a["value"]))
+        elif act == "provoke":
+            w.send("provoke", path=str(lkdtm.direct(self.ctx.roots.sys / "kernel/debug")), crash=a["crash"])
         else:  # validated in scenario.py; reaching here is a harness bug
             raise HarnessError(f"unknown action {act}")
 
@@ -460,6 +476,8 @@ class ScenarioRun:
         elif act == "exit":
             w.send("exit")
             w.exit = w.pool.wait_exit(w.pid)
+        elif act == "provoke":
+            self.state.notes.append(f"{w.name}: LKDTM {a['crash']} provoked; the write returned")
 
     def note_window(self, w, what, times_ns, windows):
         """How often a race window was hit: events inside a knob write's span."""
@@ -493,6 +511,8 @@ class RunContext:
         self.faults = faultinject.FailMakeRequest(sys=str(roots.sys), proc=str(roots.proc))
         self.original = None
         self.cleanup = None
+        self.allow_kernel_damage = False  # damaging steps may run on a kernel that is no VM guest
+        self.unfit = None  # "SCENARIO (TITLE)" once the kernel is no longer fit to run more
 
 
 def run_scenario(ctx, sc):
@@ -504,9 +524,11 @@ def run_scenario(ctx, sc):
     except Skip as skip:
         return ScenarioResult(sc.name, sc.file, sc.line, SKIP, 0.0, reason=skip.reason)
     run = ScenarioRun(ctx, sc)
+    dog = Watchdog(run.deadline, sc.timeout, run.busy, ctx.roots.proc,
+                   expected=[e.args["title"] for e in sc.expect if e.kind == "crash"], where=run.where)
     # user_records: a report written into /dev/kmsg by a test counts too (the
     # detector only matches kernel report formats, not arbitrary lines)
-    watcher = KmsgWatcher(ctx.roots.kmsg, user_records=True)
+    watcher = KmsgWatcher(ctx.roots.kmsg, on_crash=dog.on_report, user_records=True)
     watcher.start()
     taint_path = ctx.roots.proc / "sys/kernel/tainted"
     taint_before = taint.read_tainted(taint_path)
@@ -516,19 +538,23 @@ def run_scenario(ctx, sc):
         ctx.cleanup = defer
         try:
             defer(watcher.stop)
-            run.setup(defer)
-            run.reference = ctx.counters.read()
-            sampler.start()
-            defer(sampler.stop)
-            run.run_steps(sc.steps)
-            run.current_line = sc.line
-            run.invariant("at the end")
-            run.expectations()
+            with dog:
+                run.setup(defer)
+                run.reference = ctx.counters.read()
+                sampler.start()
+                defer(sampler.stop)
+                run.run_steps(sc.steps)
+                run.current_line = sc.line
+                run.invariant("at the end")
+                run.expectations()
         except (HarnessError, OSError) as exc:
             status, reason = ERROR, str(exc)
-            if isinstance(exc, (DeadlineExceeded, WorkerError)):
+            if isinstance(exc, (DeadlineExceeded, WorkerError, ScenarioStopped)):
                 status = FAIL
         finally:
+            dog.disarm()
+            if dog.report is not None:
+                settle(watcher.records)  # the whole report, not its first lines
             sampler_done = run.reference is not None
             end_values = ctx.counters.read()
     crashes = tuple(watcher.crashes())
@@ -542,6 +568,13 @@ def run_scenario(ctx, sc):
               "; ".join(f"{c.title} (log line {c.line})" for c in unexpected) or "log clean")
     if not expected_crash:
         run.check("no new taint", not new_taint, ", ".join(new_taint) or "taint unchanged")
+    if run.pool is not None and run.pool.unreaped:
+        # SIGKILL waits for a task to wake: one asleep for good may hold mm
+        # locks any later scenario needs, so none runs on this kernel
+        run.check("every worker reaped after SIGKILL", False,
+                  stuck_text(run.pool.unreaped) + ": left to the kernel, not waited for")
+        report = dog.report or (crashes[0] if crashes else None)
+        ctx.unfit = f"{sc.name} ({report.title if report else 'workers stuck in the kernel'})"
     failed = [c for c in run.checks if not c.passed]
     if status == PASS and failed:
         status, reason = FAIL, f"{failed[0].what}: {failed[0].detail}"
@@ -580,11 +613,12 @@ def preflight(roots):
         raise CannotRun(f"{roots.ksm} does not exist: this kernel has no KSM (CONFIG_KSM=n)")
 
 
-def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=print):
+def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=print, allow_kernel_damage=False):
     """Run scenarios (already validated) one after another; returns RunResult."""
     preflight(roots)
     journal = journal or Journal()
     ctx = RunContext(roots, journal, progress)
+    ctx.allow_kernel_damage = allow_kernel_damage
     journal.lock(wait=wait, on_wait=lambda pid: say(f"waiting for ksm-harness run pid {pid} to finish..."))
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
 
@@ -603,7 +637,10 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
         journal.begin(ctx.original)
         for i, sc in enumerate(scenarios, 1):
             progress.scenario_started(sc.name, i, len(scenarios))
-            result = run_scenario(ctx, sc)
+            if ctx.unfit:
+                result = ScenarioResult(sc.name, sc.file, sc.line, ERROR, 0.0, reason=f"{NOT_RUN} {ctx.unfit}")
+            else:
+                result = run_scenario(ctx, sc)
             progress.scenario_done(result)
             results.append(result)
     finally:
