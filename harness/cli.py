@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import damage, errors, requirements, runner, scenario
+from . import damage, errors, heartbeat, requirements, runner, scenario
 from .report import WRITERS
 from .report.terminal import Progress, summary
 from .results import ERROR, FAIL, SKIP
@@ -50,9 +50,16 @@ def cmd_run(args):
     scenarios = repeated(scenarios, args.repeat)
     outputs = {fmt: getattr(args, fmt) for fmt in WRITERS if getattr(args, fmt)}
     progress = Progress(sys.stderr, enabled=not args.quiet)
-    result = runner.run_all(scenarios, progress, wait=not args.no_wait,
-                            say=lambda m: print(m, file=sys.stderr),
-                            allow_kernel_damage=args.allow_kernel_damage)
+    beat = heartbeat.Heartbeat.from_env(progress, scenarios)  # in a `ksm-harness vm` guest
+    if beat:
+        scenarios, progress = beat.remaining(scenarios), beat.start()
+    try:
+        result = runner.run_all(scenarios, progress, wait=not args.no_wait,
+                                say=lambda m: print(m, file=sys.stderr),
+                                allow_kernel_damage=args.allow_kernel_damage)
+    finally:
+        if beat:
+            beat.close()
     for fmt, path in outputs.items():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         WRITERS[fmt](result, path)
