@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import cgroup, faultinject, lkdtm, numa, pages, requirements, swap, taint
+from . import attribution, cgroup, faultinject, lkdtm, numa, pages, requirements, swap, taint
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
 from .errors import CannotRun, DeadlineExceeded, HarnessError, KernelError, ScenarioStopped, Skip, WorkerError
@@ -628,22 +628,31 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
     for s in previous:
         signal.signal(s, on_term)
     started = time.monotonic()
-    results = []
+    results, windows = [], []
+    # the whole run's log: reports between scenarios and late ones (attribution.py)
+    run_log = KmsgWatcher(roots.kmsg, user_records=True)
     try:
         stale = journal.stale()
         if stale:
             recover(ctx, stale, say)
         ctx.original = ctx.knobs.snapshot()
         journal.begin(ctx.original)
+        run_log.start()
         for i, sc in enumerate(scenarios, 1):
             progress.scenario_started(sc.name, i, len(scenarios))
+            begin = attribution.now()
             if ctx.unfit:
                 result = ScenarioResult(sc.name, sc.file, sc.line, ERROR, 0.0, reason=f"{NOT_RUN} {ctx.unfit}")
             else:
                 result = run_scenario(ctx, sc)
             progress.scenario_done(result)
             results.append(result)
+            windows.append(attribution.Window(sc.name, begin, attribution.now()))
+        settle(run_log.records, quiet=attribution.DRAIN, limit=2 * attribution.DRAIN)
+        usec = {r.seq: r.usec for r in run_log.records()}
+        results = attribution.attribute(results, windows, run_log.crashes(), usec.get)
     finally:
+        run_log.stop()
         # a second SIGINT/SIGTERM must not cut the restore short
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_IGN)
