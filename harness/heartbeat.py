@@ -46,6 +46,7 @@ class Beat:
     step: str  # the step running, "" before the first
     selection: Tuple[str, ...]  # every scenario of the run, in order
     kernel: str  # uname -r in the guest
+    finished: bool = False  # the guest's run is over: only powering off is left
 
     @property
     def progress(self) -> Tuple[str, str]:
@@ -58,7 +59,8 @@ def read_beat(directory: Path) -> Optional[Beat]:
     try:
         d = json.loads((Path(directory) / HEARTBEAT_FILE).read_text())
         return Beat(int(d["seq"]), d["scenario"], d["file"], int(d["line"]), float(d["timeout"]), d["step"],
-                    tuple(d["selection"]), d["kernel"])
+                    tuple(d["selection"]), d["kernel"],
+                    bool(d.get("finished")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -95,7 +97,7 @@ class Heartbeat:
         self.scenarios = {sc.name: sc for sc in scenarios}
         self.selection = tuple(sc.name for sc in scenarios)
         self.kernel = os.uname().release
-        self._state = {"scenario": "", "file": "", "line": 0, "timeout": 0.0, "step": ""}
+        self._state = {"scenario": "", "file": "", "line": 0, "timeout": 0.0, "step": "", "finished": False}
         self._seq = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -116,9 +118,11 @@ class Heartbeat:
         return self
 
     def close(self):
+        """The run is over (the last heartbeat says so)."""
         self._stop.set()
         if self._ticker.is_alive():
             self._ticker.join()
+        self._write(scenario="", step="", finished=True)
 
     # -- the runner's progress interface --
     def scenario_started(self, name, index, total):

@@ -138,6 +138,8 @@ class ScenarioRun:
     def where(self):
         """The step being run, for the watchdog's message."""
         line = getattr(self, "current_line", None)
+        if line == self.sc.line:
+            return "the final checks"
         return f"line {line}" if line else "setup"
 
     def busy(self):

@@ -9,6 +9,8 @@ and kills qemu within seconds when:
 - the heartbeat stops for SILENT seconds (it ticks every heartbeat.TICK s);
 - a scenario runs OVERRUN seconds past its own timeout (its own watchdog
   should have stopped it by then);
+- the guest's run finished but it did not power off within POWER_OFF seconds
+  (a worker left in D state keeps the output pipe of /init open);
 - no heartbeat came at all within VmOptions.timeout (a command that is not
   `ksm-harness run`, or a guest that never got that far).
 The scenario that was running is recorded as FAIL with the report's title
@@ -39,6 +41,7 @@ PANIC_GRACE = 3.0  # seconds after a panic line before qemu is killed (the repor
 REPORT_GRACE = 45.0  # seconds a guest may make no progress after a kernel report
 SILENT = 60.0  # seconds without a heartbeat before a guest counts as silent
 OVERRUN = 120.0  # seconds past a scenario's own timeout (its cleanup under TCG is slow)
+POWER_OFF = 20.0  # seconds from the guest's last heartbeat ("finished") to qemu's exit
 POLL = 0.2  # seconds between two looks at the guest
 WRITERS = {vm.RESULT_FILES[0]: json_report.write, vm.RESULT_FILES[1]: junit.write, vm.RESULT_FILES[2]: ktap.write}
 
@@ -104,7 +107,7 @@ class Follower:
                         self.scenario_at, self._scenario_reports = now, len(self.report_times)
                 self.beat = beat
             why = self._why(now, start, alive_at, progress_at, seen_reports, timeout)
-            if why:
+            if why and proc.poll() is None:
                 proc.kill()
                 self.killed_at = now
                 return why
@@ -115,6 +118,9 @@ class Follower:
             return "after a kernel panic"
         if beat is None:
             return f"after {timeout:g} s without a heartbeat" if now - start > timeout else ""
+        if beat.finished:
+            return f"{POWER_OFF:g} s after its run finished, still not powered off" \
+                if now - alive_at > POWER_OFF else ""
         if now - alive_at > SILENT:
             return f"after {SILENT:g} s without a heartbeat (in {beat.scenario or 'no scenario'})"
         last_report = self.report_times[-1] if self.report_times else None
@@ -130,10 +136,10 @@ def title_of(crashes: Sequence[Crash]) -> str:
 
 
 def crashed(beat: heartbeat.Beat, why: str, crashes: Sequence[Crash], duration: float) -> ScenarioResult:
-    """The FAIL of the scenario a killed guest was running."""
+    """The FAIL of the scenario a guest was running when it ended (killed `why`)."""
     step = f" in step {beat.step}" if beat.step else ""
     return ScenarioResult(name=beat.scenario, file=beat.file, line=beat.line, status=FAIL,
-                          duration=round(duration, 3), reason=f"{title_of(crashes)}: the guest was killed {why}{step}",
+                          duration=round(duration, 3), reason=f"{title_of(crashes)}: the guest ended {why}{step}",
                           crashes=tuple(crashes))
 
 
@@ -154,7 +160,7 @@ def run_scenarios(options: vm.VmOptions, run_args: Sequence[str], out: Path, *, 
     share = Path(tempfile.mkdtemp(prefix="ksm-harness-vm-"))
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     begin = time.monotonic()
-    boots, selection, why_not = [], (), ""
+    boots, selection, why_not, recorded = [], (), "", False
     try:
         while True:
             follower = Follower()
@@ -174,11 +180,14 @@ def run_scenarios(options: vm.VmOptions, run_args: Sequence[str], out: Path, *, 
             beat = follower.beat
             selection = beat.selection if beat else selection
             done = {r.name for r in heartbeat.read_done(share)}
-            if run.killed and beat is not None and beat.scenario and beat.scenario not in done:
+            if beat is not None and beat.scenario and beat.scenario not in done:
+                # killed, or it stopped by itself (a panic reboots it: panic=-1, and qemu -no-reboot exits)
                 reports = follower.scenario_crashes()
-                heartbeat.record_done(share, crashed(beat, run.killed, reports,
-                                                     follower.killed_at - follower.scenario_at), beat.kernel)
+                ended = follower.killed_at or follower.clock()
+                heartbeat.record_done(share, crashed(beat, run.killed or "by its own end (reboot or power off)",
+                                                     reports, ended - follower.scenario_at), beat.kernel)
                 done.add(beat.scenario)
+                recorded = True
                 why_not = f"{NOT_RUN} {beat.scenario} ({title_of(reports)})"
             elif run.result is not None:  # the guest's harness found its kernel unfit and said so
                 why_not = next((r.reason for r in run.result.scenarios if r.reason.startswith(NOT_RUN)), why_not)
@@ -194,7 +203,7 @@ def run_scenarios(options: vm.VmOptions, run_args: Sequence[str], out: Path, *, 
         done_results = heartbeat.read_done(share)
         shutil.rmtree(share, ignore_errors=True)
     last = boots[-1]
-    if len(boots) == 1 and not last.killed:
+    if len(boots) == 1 and not recorded:
         return last  # one clean boot: the guest's own result files stand
     kernel = next((b.result.kernel for b in boots if b.result), "") or (beat.kernel if beat else "")
     result = merged(selection, done_results, why_not, kernel, started, time.monotonic() - begin)

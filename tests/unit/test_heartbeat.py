@@ -90,7 +90,7 @@ def test_crashed_and_merged():
     report = follower_after(BUG, Clock()).crashes()
     failed = vmrun.crashed(beat, "after a kernel panic", report, 4.2)
     assert failed.status == FAIL and failed.reason.startswith("kernel BUG")
-    assert "the guest was killed after a kernel panic in step provoke a[0]" in failed.reason
+    assert "the guest ended after a kernel panic in step provoke a[0]" in failed.reason
     run = vmrun.merged(beat.selection, [result("a"), failed], f"{NOT_RUN} b (BUG)", "6.1", "", 9.0)
     assert [(s.name, s.status) for s in run.scenarios] == [("a", PASS), ("b", FAIL), ("c", ERROR)]
     assert run.scenarios[2].reason == f"{NOT_RUN} b (BUG)"
