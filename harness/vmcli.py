@@ -1,7 +1,7 @@
 """`ksm-harness vm`: boot a kernel under qemu and run scenarios inside it.
 
     ksm-harness vm --kernel arch/x86/boot/bzImage [--numa N] [--cpus C] [--memory M]
-        [--kernel-arg ARG]... [--modules DIR] [--timeout S] [--verbose] [--out DIR]
+        [--kernel-arg ARG]... [--modules DIR] [--timeout S] [--stop-on-crash] [--verbose] [--out DIR]
         run [run-args...] SCENARIOS...
 
 Exit codes as for `run` (0 all pass, 1 any fail, including a guest that
@@ -27,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ksm-harness vm",
         usage="%(prog)s --kernel BZIMAGE [--numa N] [--cpus C] [--memory M] [--kernel-arg ARG]...\n"
-        "       [--modules DIR] [--timeout S] [--verbose] [--out DIR] run [run-args...] SCENARIOS...",
+        "       [--modules DIR] [--timeout S] [--stop-on-crash] [--verbose] [--out DIR] run [run-args...] SCENARIOS...",
         description="Boot a kernel under qemu (NUMA nodes, host / shared read-only) and run "
         "scenarios inside it with this harness; results come back to --out.",
     )

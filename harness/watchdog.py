@@ -129,7 +129,8 @@ class Watchdog:
         self._wake = threading.Event()
         self._done = threading.Event()
         self._main = threading.main_thread().ident
-        self._previous = None
+        self._previous = None  # SIGNAL's handler before ours
+        self._installed = False  # ours is installed
         self._thread: Optional[threading.Thread] = None
 
     def on_report(self, crash: Crash) -> None:
@@ -140,7 +141,10 @@ class Watchdog:
         self._wake.set()
 
     def __enter__(self):
-        self._previous = signal.signal(SIGNAL, self._handler)
+        # only the main thread can take a signal handler; elsewhere the
+        # replies' own deadlines and the diagnosis remain (self.reason)
+        if threading.current_thread() is threading.main_thread():
+            self._previous, self._installed = signal.signal(SIGNAL, self._handler), True
         self._armed = True
         self._thread = threading.Thread(target=self._run, name="scenario-watchdog", daemon=True)
         self._thread.start()
@@ -158,9 +162,9 @@ class Watchdog:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if self._previous is not None:
+        if self._installed:
             signal.signal(SIGNAL, self._previous)
-            self._previous = None
+            self._installed = False
 
     def _run(self) -> None:
         while not self._done.is_set():
@@ -172,7 +176,7 @@ class Watchdog:
                 continue
             self.stuck = tuple(in_kernel(pid, name, doing, self.proc) for name, pid, doing in self.busy())
             self.reason = self._message()
-            if self._armed:
+            if self._armed and self._installed:
                 signal.pthread_kill(self._main, SIGNAL)
             return
 

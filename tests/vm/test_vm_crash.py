@@ -9,37 +9,22 @@ HUNG_TASK, PANIC and BUG from a worker, then quiet.yaml must pass:
 - boot 3: BUG fails with its title within 60 s of the report, quiet passes.
 Costs about 4-5 minutes under TCG (measured: see README "Crashes and hangs").
 """
-import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
+from test_vm_boot import kernel  # noqa: F401 (the fixture: qemu, busybox and the fixed kernel, or a skip)
 
 from harness import vm, vmrun
 from harness.results import FAIL, PASS
 
 pytestmark = pytest.mark.vm
 
-REPO = Path(__file__).resolve().parents[2]
-KERNELS = Path(os.environ.get("KSM_HARNESS_KERNELS") or REPO.parent / "shared" / "kernels")
-FIXED = KERNELS / "ksm-6.1.192-fixed.bzImage"
-DATA = REPO / "tests/data/scenarios/crash"
+DATA = Path(__file__).resolve().parents[2] / "tests/data/scenarios/crash"
 HUNG_TASK_TIMEOUT = 60  # CONFIG_DEFAULT_HUNG_TASK_TIMEOUT of the shared kernels
 
 
-@pytest.fixture
-def kernel():
-    if not shutil.which("qemu-system-x86_64"):
-        pytest.skip("qemu-system-x86_64 not installed (Debian: qemu-system-x86)")
-    if not Path("/bin/busybox").is_file():
-        pytest.skip("no /bin/busybox (Debian: busybox-static)")
-    if not FIXED.is_file():
-        pytest.skip(f"no test kernel at {FIXED} (set KSM_HARNESS_KERNELS)")
-    return FIXED
-
-
-def test_crashes_fail_their_scenario_and_the_run_goes_on(kernel, tmp_path):
+def test_crashes_fail_their_scenario_and_the_run_goes_on(kernel, tmp_path):  # noqa: F811
     followers = []
     start = time.monotonic()
     run = vmrun.run_scenarios(vm.VmOptions(kernel=kernel, timeout=300), ["-q", str(DATA / "provoke.yaml"),
