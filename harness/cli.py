@@ -57,13 +57,13 @@ def cmd_run(args):
         result = runner.run_all(scenarios, progress, wait=not args.no_wait,
                                 say=lambda m: print(m, file=sys.stderr),
                                 allow_kernel_damage=args.allow_kernel_damage)
+        for fmt, path in outputs.items():
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            WRITERS[fmt](result, path)
+        print(summary(result, colour=sys.stdout.isatty()), end="")
     finally:
         if beat:
-            beat.close()
-    for fmt, path in outputs.items():
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        WRITERS[fmt](result, path)
-    print(summary(result, colour=sys.stdout.isatty()), end="")
+            beat.close()  # its last heartbeat says "finished": results are written
     statuses = {s.status for s in result.scenarios}
     if statuses & {FAIL, ERROR}:
         return errors.EXIT_FAIL

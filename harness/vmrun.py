@@ -41,7 +41,7 @@ PANIC_GRACE = 3.0  # seconds after a panic line before qemu is killed (the repor
 REPORT_GRACE = 45.0  # seconds a guest may make no progress after a kernel report
 SILENT = 60.0  # seconds without a heartbeat before a guest counts as silent
 OVERRUN = 120.0  # seconds past a scenario's own timeout (its cleanup under TCG is slow)
-POWER_OFF = 20.0  # seconds from the guest's last heartbeat ("finished") to qemu's exit
+POWER_OFF = 15.0  # seconds from the guest's last heartbeat ("finished") to qemu's exit
 POLL = 0.2  # seconds between two looks at the guest
 WRITERS = {vm.RESULT_FILES[0]: json_report.write, vm.RESULT_FILES[1]: junit.write, vm.RESULT_FILES[2]: ktap.write}
 
