@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence
 from .results import FAIL, PASS, Check, Crash, ScenarioResult
 
 OUTSIDE = "kernel report outside any scenario"  # name of the run-level failure
-DRAIN = 1.0  # seconds without a new record the run watcher waits for after the last scenario
+DRAIN = 0.5  # seconds without a new record the run watcher waits for after the last scenario
 MARGIN = 1.0  # seconds a window is widened by on each side (clock reads are not atomic with printk)
 BLOCKED_RE = re.compile(r"blocked for more than (\d+) seconds")
 
