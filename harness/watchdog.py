@@ -122,7 +122,6 @@ class Watchdog:
         self.expected = tuple(expected)
         self.where = where  # the step being run, for the message: "line 12"
         self.report: Optional[Crash] = None  # the report that stopped the scenario
-        self.reported_at: Optional[float] = None  # time.monotonic() when it was noticed
         self.stuck: Tuple[InKernel, ...] = ()  # the busy workers when it fired
         self.reason: Optional[str] = None  # set when it fired: what ScenarioStopped says
         self._armed = False
@@ -137,7 +136,7 @@ class Watchdog:
         """kmsg watcher callback (its thread): a report stops the scenario now."""
         if any(re.search(p, crash.title) for p in self.expected) or self.report is not None:
             return
-        self.report, self.reported_at = crash, time.monotonic()
+        self.report = crash
         self._wake.set()
 
     def __enter__(self):
