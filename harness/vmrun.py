@@ -184,7 +184,7 @@ def run_scenarios(options: vm.VmOptions, run_args: Sequence[str], out: Path, *, 
                 # killed, or it stopped by itself (a panic reboots it: panic=-1, and qemu -no-reboot exits)
                 reports = follower.scenario_crashes()
                 ended = follower.killed_at or follower.clock()
-                heartbeat.record_done(share, crashed(beat, run.killed or "by its own end (reboot or power off)",
+                heartbeat.record_done(share, crashed(beat, run.killed or "by itself (reboot or power off)",
                                                      reports, ended - follower.scenario_at), beat.kernel)
                 done.add(beat.scenario)
                 recorded = True

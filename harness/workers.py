@@ -79,7 +79,7 @@ class Worker:
         except (EOFError, ConnectionError):
             raise self._died(op) from None
         except WorkerError as exc:  # no answer in time: say where in the kernel it is
-            raise WorkerError(f"{exc} after {timeout:g}s; {in_kernel(self.pid, self.name, op).text()}") from None
+            raise WorkerError(f"{exc} after {timeout:.1f}s; {in_kernel(self.pid, self.name, op).text()}") from None
         self.doing = ""
         if not reply.pop("ok"):
             raise WorkerError(f"worker {self.name}: {reply['error']}")

@@ -7,7 +7,7 @@ HUNG_TASK, PANIC and BUG from a worker, then quiet.yaml must pass:
   cannot be reaped: the guest's harness reports the rest as not run;
 - boot 2: PANIC: the host sees the panic, the scenario fails with its title;
 - boot 3: BUG fails with its title within 60 s of the report, quiet passes.
-Costs about 4-5 minutes under TCG (measured: see README "Crashes and hangs").
+Costs about 2-3 minutes under TCG (measured: 165 s as a test, 114 s through the CLI).
 """
 import time
 from pathlib import Path
