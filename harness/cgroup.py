@@ -166,6 +166,15 @@ class MemCgroup:
             raise KernelError(f"writing {value} to {self.path}/{name}: {exc}") from exc
         return LimitResult.OK
 
+    def disable_oom_kill(self):
+        """v1 memory.oom_control = 1: a task over the limit that reclaim cannot
+        help waits in its page fault (mm/memcontrol.c mem_cgroup_oom_synchronize(),
+        TASK_KILLABLE: shown as D, SIGKILL still ends it) until the limit is
+        raised, instead of being OOM-killed.  v2 has no such switch."""
+        if self.version != 1:
+            raise KernelError(f"{self.path}: oom_kill: false needs memcg v1 (memory.oom_control)")
+        _write(os.path.join(self.path, "memory.oom_control"), "1")
+
     def usage(self) -> int:
         """Bytes charged now (v1 memory.usage_in_bytes, v2 memory.current)."""
         name = "memory.usage_in_bytes" if self.version == 1 else "memory.current"

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import errors, requirements, runner, scenario
+from . import damage, errors, heartbeat, requirements, runner, scenario
 from .lock import MachineLock
 from .report import WRITERS
 from .report.terminal import Progress, summary
@@ -51,13 +51,20 @@ def cmd_run(args):
     scenarios = repeated(scenarios, args.repeat)
     outputs = {fmt: getattr(args, fmt) for fmt in WRITERS if getattr(args, fmt)}
     progress = Progress(sys.stderr, enabled=not args.quiet)
-    result = runner.run_all(scenarios, progress, wait=not args.no_wait,
-                            say=lambda m: print(m, file=sys.stderr),
-                            allow_kernel_damage=args.allow_kernel_damage)
-    for fmt, path in outputs.items():
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        WRITERS[fmt](result, path)
-    print(summary(result, colour=sys.stdout.isatty()), end="")
+    beat = heartbeat.Heartbeat.from_env(progress, scenarios)  # in a `ksm-harness vm` guest
+    if beat:
+        scenarios, progress = beat.remaining(scenarios), beat.start()
+    try:
+        result = runner.run_all(scenarios, progress, wait=not args.no_wait,
+                                say=lambda m: print(m, file=sys.stderr),
+                                allow_kernel_damage=args.allow_kernel_damage)
+        for fmt, path in outputs.items():
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            WRITERS[fmt](result, path)
+        print(summary(result, colour=sys.stdout.isatty()), end="")
+    finally:
+        if beat:
+            beat.close()  # its last heartbeat says "finished": results are written
     return exit_status({s.status for s in result.scenarios})
 
 
@@ -139,15 +146,15 @@ def build_parser():
     for fmt in WRITERS:
         run.add_argument(f"--{fmt}", metavar="PATH", help=f"write {fmt} results to PATH")
     run.add_argument("--no-wait", action="store_true", help="fail at once if another run holds the KSM lock")
-    run.add_argument("--allow-kernel-damage", action="store_true",
-                     help="let hwpoison steps poison page frames on this machine (lost until reboot); "
-                          "without it they run only inside a ksm-harness vm guest")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     run.add_argument("--repeat", type=int, default=1, metavar="N",
                      help="run the selection N times over in one run (NAME#1 .. NAME#N)")
     run.add_argument("--bisect", action="store_true",
                      help=f"for `git bisect run`: exit {errors.EXIT_CANNOT_RUN} (skip the commit) where a "
                           f"scenario errored or nothing ran, instead of {errors.EXIT_ERROR}")
+    run.add_argument(damage.ALLOW_OPTION, action="store_true",
+                     help="let steps that damage the kernel for good (do: provoke, do: hwpoison) run outside a "
+                          "ksm-harness VM guest: only on a machine you will reboot")
     run.set_defaults(fn=cmd_run)
     for name, fn, help_ in (("list", cmd_list, "list scenarios"), ("check", cmd_check, "validate scenarios only"),
                             ("env", cmd_env, "what this machine offers, and which scenarios would skip")):

@@ -92,6 +92,11 @@ class DeadlineExceeded(HarnessError):
     """A condition did not hold before its deadline."""
 
 
+class ScenarioStopped(HarnessError):
+    """The watchdog stopped a scenario: its deadline passed or the kernel
+    reported (harness/watchdog.py).  The scenario FAILs with this message."""
+
+
 class Skip(Exception):
     """Raised to skip a scenario or test, with the reason (not an error)."""
 

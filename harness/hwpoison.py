@@ -17,8 +17,9 @@ a mapped KSM page is "unmapping failed page: Ignored").  Those lines are the
 expected result of a poisoning, not a kernel crash report.
 
 A poisoned frame is lost to the machine until it reboots (unpoison-pfn refuses
-a page that is mapped or in swapcache), so allowed() says where this may run:
-inside a ksm-harness VM guest, or where the user said so (--allow-kernel-damage).
+a page that is mapped or in swapcache), so a hwpoison step is one of
+harness/damage.py's DAMAGING_ACTIONS: it runs inside a ksm-harness VM guest, or
+where the user said so (--allow-kernel-damage).
 """
 from __future__ import annotations
 
@@ -40,8 +41,6 @@ KPF_HWPOISON = 19
 # action_result(), mm/memory-failure.c: pr_fmt "Memory failure: " + "%#lx: recovery action for %s: %s"
 ACTION_RE = re.compile(r"Memory failure: (0x[0-9a-f]+): recovery action for (.+): "
                        r"(Ignored|Failed|Delayed|Recovered)\s*$")
-GUEST_ARG = "ksm_harness.guest=1"  # on the kernel command line of the guests harness/vm.py boots
-DAMAGE_FLAG = "--allow-kernel-damage"  # `ksm-harness run` option that allows poisoning outside a guest
 
 
 @dataclass(frozen=True)
@@ -130,14 +129,6 @@ class HwPoison:
                     f"or debugfs not mounted at {self.debugfs}")
         return None
 
-    def allowed(self, allow_kernel_damage: bool) -> Optional[str]:
-        """None if poisoning may run here, else why not: it damages the
-        running kernel for good."""
-        if allow_kernel_damage or in_guest(self.proc):
-            return None
-        return (f"poisoning loses page frames until reboot: it runs inside a ksm-harness VM guest "
-                f"(ksm-harness vm ... run), or on this machine with `ksm-harness run {DAMAGE_FLAG}`")
-
     def corrupt_pfn(self, pfn: int):
         """memory_failure() on one frame, mapped or not (hwpoison_inject())."""
         try:
@@ -145,18 +136,6 @@ class HwPoison:
                 f.write(str(pfn))
         except OSError as exc:
             raise KernelError(f"poisoning pfn {pfn:#x} through {self.corrupt_pfn_path()}: {exc}") from None
-
-
-def in_guest(proc: str = "/proc") -> bool:
-    """True inside a guest booted by ksm-harness vm: its command line carries
-    GUEST_ARG.  A dotted parameter no kernel code owns is dropped as an unused
-    module parameter (init/main.c unknown_bootoption()) but stays in
-    /proc/cmdline."""
-    try:
-        with open(os.path.join(proc, "cmdline")) as f:
-            return GUEST_ARG in f.read().split()
-    except OSError:
-        return False
 
 
 def frames_of(recorded: Mapping[int, int], view: pages.RegionPages, start: int, count: int):

@@ -6,7 +6,7 @@ kind it sets up, memcg when it sets up a cgroup and node N+1 nodes when it
 places a region on node N: those are derived here, so a scenario cannot forget
 them.
 """
-from . import cgroup, kernel, numa
+from . import cgroup, damage, kernel, lkdtm, numa
 from .errors import Skip
 from .sampler import read_vmstat
 
@@ -22,6 +22,29 @@ def written_knobs(sc):
         if step.kind == "do" and step.args.get("wait_for"):
             names.append(step.args["wait_for"]["knob"])
     return names
+
+
+def actions(sc):
+    """Every `do:` step of sc, nested ones too."""
+    stack, out = list(sc.steps), []
+    while stack:
+        step = stack.pop()
+        stack.extend(step.children)
+        if step.kind == "do":
+            out.append(step.args)
+    return out
+
+
+def kernel_damage(sc, ctx):
+    """Unmet requirements of steps that damage the kernel: the guard first, then LKDTM."""
+    steps = actions(sc)
+    if not sc.requires.lkdtm and not any(a["do"] in damage.DAMAGING_ACTIONS for a in steps):
+        return []
+    refused = damage.refusal([a["do"] for a in steps], ctx.allow_kernel_damage, ctx.roots.proc)
+    if refused:
+        return [refused]
+    crashes = {a["crash"] for a in steps if a["do"] == "provoke"} or ({None} if sc.requires.lkdtm else set())
+    return sorted({lkdtm.unavailable(c, ctx.roots.sys / "kernel/debug") for c in crashes} - {None})
 
 
 def reasons(sc, ctx):
@@ -50,7 +73,7 @@ def reasons(sc, ctx):
         if why:
             out.append(why)
     if req.memory_failure:
-        why = ctx.poison.available() or ctx.poison.allowed(ctx.allow_kernel_damage)
+        why = ctx.poison.available()
         if why:
             out.append(why)
     if req.memcg or sc.cgroup:
@@ -63,7 +86,7 @@ def reasons(sc, ctx):
     absent = [f for f in req.vmstat if f not in have]
     if absent:
         out.append(f"/proc/vmstat has no {', '.join(absent)} on this kernel")
-    return out
+    return out + kernel_damage(sc, ctx)
 
 
 def check(sc, ctx):

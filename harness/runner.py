@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import cgroup, faultinject, hwpoison, numa, pages, requirements, swap, taint, truth
+from . import attribution, cgroup, faultinject, hwpoison, lkdtm, numa, pages, requirements, swap, taint, truth
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
-from .errors import CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, Skip
+from .errors import (CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, ScenarioStopped, Skip,
+                     WorkerError)
 from .journal import Journal
 from .lock import MachineLock
 from .kmsg import KmsgWatcher
@@ -31,6 +32,7 @@ from .results import ERROR, FAIL, PASS, SKIP, Check, RunResult, ScenarioResult, 
 from .sampler import Counters, Sampler, deltas
 from .swap import SwapManager
 from .wait import wait_until
+from .watchdog import NOT_RUN, Watchdog, in_kernel, settle, stuck_text
 from .workers import WorkerDied, WorkerPool
 from .zygote import PAGE_SIZE, verify_buffer
 from ._mem import ffi
@@ -172,6 +174,7 @@ class ScenarioRun:
         self.injector = None
         self.reference = None
         self.kmsg = None  # the run's KmsgWatcher, set by run_scenario()
+        self.pool = None  # the WorkerPool, once setup made it
 
     # -- helpers --
     def left(self):
@@ -179,6 +182,22 @@ class ScenarioRun:
         if left <= 0:
             raise DeadlineExceeded(f"scenario timeout of {self.sc.timeout:g}s reached")
         return left
+
+    def where(self):
+        """The step being run, for the watchdog's message."""
+        line = getattr(self, "current_line", None)
+        if line == self.sc.line:
+            return "the final checks"
+        return f"line {line}" if line else "setup"
+
+    def busy(self):
+        return self.pool.busy() if self.pool else []
+
+    def stuck_in_kernel(self, dog):
+        """The busy workers asleep in the kernel (state D) when a deadline
+        passed: what the watchdog saw when it fired, or a look now."""
+        seen = dog.stuck or tuple(in_kernel(pid, name, doing, self.ctx.roots.proc) for name, pid, doing in self.busy())
+        return tuple(s for s in seen if s.state == "D")
 
     def check(self, what, passed, detail, kernel=True):
         self.checks.append(Check(what, bool(passed), detail, kernel))
@@ -203,11 +222,15 @@ class ScenarioRun:
         if sc.swap:
             tracked = self.journaled("swap", swap.to_journal, ctx.swap.remove, defer)
             self.swap_dev = ctx.swap.create(sc.swap["kind"], sc.swap["npages"] * PAGE_SIZE, journal=tracked.record)
-        pool = WorkerPool()
+        pool = self.pool = WorkerPool()
         defer(pool.close)
         if sc.cgroup:
             tracked = self.journaled("cgroups", cgroup.to_journal, cgroup.remove_stale, defer)
             self.cgroup = MemCgroup.create(f"run-{os.getpid()}", proc=str(ctx.roots.proc), journal=tracked.record)
+            if not sc.cgroup.get("oom_kill", True):
+                self.cgroup.disable_oom_kill()
+                # a worker waiting over the limit goes on once it is lifted, before it is killed
+                defer(self.cgroup.set_limit, None)
         for g in sc.workers:
             ws = []
             for i in range(g.count):
@@ -536,6 +559,8 @@ class ScenarioRun:
                    until_told=bool(a.get("until_done")), **wait)
         elif act == "prctl_merge":
             w.send("prctl_merge", value=int(a["value"]))
+        elif act == "provoke":
+            w.send("provoke", path=str(lkdtm.direct(self.ctx.roots.sys / "kernel/debug")), crash=a["crash"])
         else:  # validated in scenario.py; reaching here is a harness bug
             raise HarnessError(f"unknown action {act}")
 
@@ -582,6 +607,8 @@ class ScenarioRun:
                                    lambda: [r.text for r in self.kmsg.records()], self.left())
             self.state.add(w, region, "poisoned", sum(p.poisoned for p in done))
             self.state.notes.append(f"{w.name}.{region} hwpoison: {hwpoison.summary(done)}")
+        elif act == "provoke":
+            self.state.notes.append(f"{w.name}: LKDTM {a['crash']} provoked; the write returned")
 
     def record_frames(self, w, region, span):
         """Remember the PFN of each mapped page about to be paged out."""
@@ -630,6 +657,7 @@ class RunContext:
         self.allow_kernel_damage = allow_kernel_damage  # hwpoison steps may run outside a VM guest
         self.original = None
         self.cleanup = None
+        self.unfit = None  # "SCENARIO (TITLE)" once the kernel is no longer fit to run more
 
 
 def run_scenario(ctx, sc):
@@ -641,10 +669,12 @@ def run_scenario(ctx, sc):
     except Skip as skip:
         return ScenarioResult(sc.name, sc.file, sc.line, SKIP, 0.0, reason=skip.reason)
     run = ScenarioRun(ctx, sc)
+    dog = Watchdog(run.deadline, sc.timeout, run.busy, ctx.roots.proc,
+                   expected=[e.args["title"] for e in sc.expect if e.kind == "crash"], where=run.where)
     # only the kernel's own records (facility 0) count: a user-space line
     # written to /dev/kmsg is never a kernel report (tests that inject fake
     # reports point roots.kmsg at a log file of their own)
-    watcher = KmsgWatcher(ctx.roots.kmsg)
+    watcher = KmsgWatcher(ctx.roots.kmsg, on_crash=dog.on_report)
     watcher.start()
     run.kmsg = watcher
     taint_path = ctx.roots.proc / "sys/kernel/tainted"
@@ -654,22 +684,32 @@ def run_scenario(ctx, sc):
         ctx.cleanup = defer
         try:
             defer(watcher.stop)
-            run.setup(defer)
-            run.reference = ctx.counters.read()
-            sampler.start()
-            defer(sampler.stop)
-            run.run_steps(sc.steps)
-            run.current_line = sc.line
-            run.invariant("at the end")
-            run.expectations()
+            with dog:
+                run.setup(defer)
+                run.reference = ctx.counters.read()
+                sampler.start()
+                defer(sampler.stop)
+                run.run_steps(sc.steps)
+                run.current_line = sc.line
+                run.invariant("at the end")
+                run.expectations()
         except Exception as exc:  # EOFError, TimeoutExpired, a bug: this scenario's ERROR, not the run's end
-            # ours, not the kernel's: a worker that reported an error (mmap
-            # ENOMEM), the scenario's deadline on a slow machine, a knob or
-            # file the harness could not handle, or a harness bug
-            run.errors.append(f"{type(exc).__name__}: {exc}")
+            stuck = run.stuck_in_kernel(dog) if isinstance(exc, (ScenarioStopped, DeadlineExceeded, WorkerError)) else ()
+            if dog.report is not None or stuck:
+                # the kernel's: it reported, or a worker sleeps in it past every deadline
+                run.check("the scenario runs to its end", False,
+                          "; ".join([str(exc)] + [s.text() for s in stuck if s.text() not in str(exc)]))
+            else:
+                # ours, not the kernel's: a worker that reported an error (mmap
+                # ENOMEM), the scenario's deadline on a slow machine, a knob or
+                # file the harness could not handle, or a harness bug
+                run.errors.append(f"{type(exc).__name__}: {exc}")
             if not isinstance(exc, (HarnessError, OSError)):
                 run.check("the harness ran the scenario to its end", False, traceback.format_exc(), kernel=False)
         finally:
+            dog.disarm()
+            if dog.report is not None:
+                settle(watcher.records)  # the whole report, not its first lines
             sampler_done = run.reference is not None
             end_values = ctx.counters.read()
     for failure in defer.failures:
@@ -687,6 +727,13 @@ def run_scenario(ctx, sc):
               "; ".join(f"{c.title} (log line {c.line})" for c in unexpected) or "log clean")
     if not expected_crash:
         run.check("no new taint", not new_taint, ", ".join(new_taint) or "taint unchanged")
+    if run.pool is not None and run.pool.unreaped:
+        # SIGKILL waits for a task to wake: one asleep for good may hold mm
+        # locks any later scenario needs, so none runs on this kernel
+        run.check("every worker reaped after SIGKILL", False,
+                  stuck_text(run.pool.unreaped) + ": left to the kernel, not waited for")
+        report = dog.report or (crashes[0] if crashes else None)
+        ctx.unfit = f"{sc.name} ({report.title if report else 'workers stuck in the kernel'})"
     status, reason = verdict(run.checks, run.errors)
     return ScenarioResult(
         name=sc.name, file=sc.file, line=sc.line, status=status,
@@ -788,28 +835,41 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
     for s in previous:
         signal.signal(s, on_term)
     started = time.monotonic()
-    results = []
+    results, windows = [], []
     failures = []
     interrupted = None
+    # the whole run's log: reports between scenarios and late ones (attribution.py)
+    run_log = KmsgWatcher(roots.kmsg)
     try:
         stale = journal.stale()
         if stale:
             recover_stale(ctx, journal, stale, say)
         ctx.original = ctx.knobs.snapshot()
         journal.begin(ctx.original)
+        run_log.start()
         for i, sc in enumerate(scenarios, 1):
             progress.scenario_started(sc.name, i, len(scenarios))
-            try:
-                result = run_scenario(ctx, sc)
-            except Exception as exc:  # a harness bug past run_scenario's own guard
-                result = errored(sc.name, sc.file, sc.line, f"{type(exc).__name__}: {exc}",
-                                 [Check("the harness ran the scenario to its end", False, traceback.format_exc())])
+            begin = attribution.now()
+            if ctx.unfit:
+                result = ScenarioResult(sc.name, sc.file, sc.line, ERROR, 0.0, reason=f"{NOT_RUN} {ctx.unfit}")
+            else:
+                try:
+                    result = run_scenario(ctx, sc)
+                except Exception as exc:  # a harness bug past run_scenario's own guard
+                    result = errored(sc.name, sc.file, sc.line, f"{type(exc).__name__}: {exc}",
+                                     [Check("the harness ran the scenario to its end", False,
+                                            traceback.format_exc(), kernel=False)])
             progress.scenario_done(result)
             results.append(result)
+            windows.append(attribution.Window(sc.name, begin, attribution.now()))
+        settle(run_log.records, quiet=attribution.DRAIN, limit=2 * attribution.DRAIN)
+        usec = {r.seq: r.usec for r in run_log.records()}
+        results = attribution.attribute(results, windows, run_log.crashes(), usec.get)
     except BaseException as exc:  # KeyboardInterrupt, Interrupted: the final restore still runs
         interrupted = exc
         raise
     finally:
+        run_log.stop()
         try:
             if journal.data is not None:
                 # what a scenario's cleanup could not remove is tried once more;
@@ -830,7 +890,7 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
         final = CleanupError(failures)
         say(f"ksm-harness: {final}")
         results.append(errored("restore-after-run", str(journal.path), 0, str(final),
-                               [Check(f"cleanup: {f.what}", False, f.traceback) for f in failures]))
+                               [Check(f"cleanup: {f.what}", False, f.traceback, kernel=False) for f in failures]))
     return RunResult(kernel=platform.release(), started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      duration=round(time.monotonic() - started, 3), scenarios=tuple(results))
 

@@ -117,6 +117,7 @@ class Requirements:
     ksm_stat: bool  # /proc/PID/ksm_stat
     vmstat: Tuple[str, ...]  # /proc/vmstat fields that must exist
     memory_failure: bool = False  # CONFIG_MEMORY_FAILURE + the hwpoison injector (hwpoison steps)
+    lkdtm: bool = False  # debugfs provoke-crash/DIRECT (CONFIG_LKDTM); implied by do: provoke
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,7 @@ class Parser:
         if m is None:
             m = yamlload.Map()
         _keys(self.ctx, m, where, {"kernel", "knobs", "numa_nodes", "swap", "thp", "fault_injection",
-                                   "memcg", "ksm_stat", "vmstat", "memory_failure"})
+                                   "memcg", "ksm_stat", "vmstat", "memory_failure", "lkdtm"})
         kernel = _typed(self.ctx, m, "kernel", where, (str, float, int))
         if kernel is not None and not re.match(r"^\d+(\.\d+){0,2}$", str(kernel)):
             raise self.err(f"bad kernel version {kernel!r} (want e.g. '3.9')", m, "kernel", f"{where}.kernel")
@@ -315,6 +316,7 @@ class Parser:
             ksm_stat=_typed(self.ctx, m, "ksm_stat", where, (bool,), False),
             vmstat=tuple(str(v) for v in vmstat),
             memory_failure=_typed(self.ctx, m, "memory_failure", where, (bool,), False),
+            lkdtm=_typed(self.ctx, m, "lkdtm", where, (bool,), False),
         )
 
     def pattern(self, m, key, where):
@@ -473,6 +475,8 @@ class Parser:
         "migrate": ({"region", "node"}, ("region", "node")),
         "exit": (set(), ()),
         "hwpoison": ({"region", "pages"}, ("region",)),
+        # LKDTM: the worker writes `crash` to provoke-crash/DIRECT (harness/lkdtm.py)
+        "provoke": ({"crash"}, ("crash",)),
     }
 
     def step(self, m, where, in_concurrent=False):
@@ -527,7 +531,7 @@ class Parser:
                                ("pace_us", (int, float)), ("count", (int,)), ("duration", (int, float)),
                                ("depth", (int,)), ("live", (bool,)), ("live_cap", (int,)),
                                ("interval_us", (int, float)), ("lifetime_us", (int, float)),
-                               ("until_done", (bool,)), ("value", (bool, int)),
+                               ("until_done", (bool,)), ("value", (bool, int)), ("crash", (str,)),
                                ("node", (int,))):
                 if key in m:
                     args[key] = _typed(self.ctx, m, key, where, types)
@@ -541,6 +545,9 @@ class Parser:
             if args.get("until_done") and not in_concurrent:
                 raise self.err("until_done only makes sense inside a concurrent step", m, "until_done",
                                f"{where}.until_done")
+            if action == "provoke" and not re.match(r"^[A-Z][A-Z0-9_]*$", args["crash"]):
+                raise self.err(f"crash must be an LKDTM crash type such as BUG, WARNING, HUNG_TASK, PANIC; "
+                               f"not {args['crash']!r}", m, "crash", f"{where}.crash")
             if action == "fork" and not any(k in m for k in ("count", "duration", "until_done")):
                 raise self.err("fork needs count, duration or until_done", m, "do", f"{where}.do")
             args["wait_for"] = self.wait_for(m, where)
@@ -695,8 +702,9 @@ class Parser:
         cgroup = None
         if "cgroup" in setup:
             c = setup["cgroup"]
-            _keys(self.ctx, c, "setup.cgroup", {"limit"}, ("limit",))
-            cgroup = {"limit_pages": parse_size(self.ctx, c, "limit", "setup.cgroup")}
+            _keys(self.ctx, c, "setup.cgroup", {"limit", "oom_kill"}, ("limit",))
+            cgroup = {"limit_pages": parse_size(self.ctx, c, "limit", "setup.cgroup"),
+                      "oom_kill": _typed(self.ctx, c, "oom_kill", "setup.cgroup", (bool,), True)}
         steps = self.steps(doc["steps"])
         self.check_order(steps, swap, requires)
         timeout = _at_least(self.ctx, doc, "timeout", "scenario",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, IO, List, Mapping, Optional, Sequence, Tuple
 
-from . import hwpoison, initramfs, qemu
+from . import damage, heartbeat, initramfs, qemu
 from .cleanup import Cleanup
 from .crash import scan_lines
 from .errors import (
@@ -59,7 +59,7 @@ class VmOptions:
     memory_mib: int = 2048  # guest RAM, split evenly over the nodes
     kernel_args: Tuple[str, ...] = ()  # extra kernel command line arguments
     modules: Optional[Path] = None  # /lib/modules/VERSION of a distro kernel
-    timeout: float = 900.0  # seconds from qemu start until the guest is killed as hung
+    timeout: float = 900.0  # seconds from qemu start until a guest that sends no heartbeat is killed as hung
     busybox: Path = Path("/bin/busybox")  # static busybox for the initramfs
     qemu: str = qemu.QEMU  # qemu binary
 
@@ -78,6 +78,7 @@ class VmRun:
     out: Path  # directory with console.log, guest.log, qemu.log and the results
     accel: qemu.Accel  # how the guest ran
     result: Optional[RunResult]  # the guest's result.json, read back; None if none came
+    killed: str = ""  # why the host killed the guest while it ran ("kernel panic", ...); "" if it was not
 
 
 def harness_command(run_args: Sequence[str], verbose: bool = False) -> List[str]:
@@ -104,6 +105,7 @@ def guest_env(host_env: Mapping[str, str] = os.environ) -> dict:
     env["HOME"] = "/root"
     env["TERM"] = "dumb"
     env["PYTHONUNBUFFERED"] = "1"  # ttyS1 carries output as it is written
+    env[heartbeat.ENV] = initramfs.GUEST_RESULTS  # the guest's `run` reports its progress there
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, host_env.get("PYTHONPATH")) if p)
     return env
@@ -129,22 +131,26 @@ def _die_with_parent() -> None:
 
 
 class _Tee(threading.Thread):
-    """Copy a pipe to a file line by line; optionally echo lines and watch for one."""
+    """Copy a pipe to a file line by line; optionally echo lines, watch for one,
+    and hand each line with its 1-based number to on_line (live following)."""
 
     def __init__(self, fd: int, path: Path, echo: Optional[IO[str]] = None, prefix: str = "",
-                 watch: Optional[str] = None):
+                 watch: Optional[str] = None, on_line: Optional[Callable[[str, int], None]] = None):
         super().__init__(daemon=True)
         self.fd, self.path, self.echo, self.prefix, self.watch = fd, path, echo, prefix, watch
+        self.on_line = on_line
         self.seen_at: Optional[float] = None  # time.monotonic() when `watch` first appeared
 
     def run(self) -> None:
         with os.fdopen(self.fd, "rb") as pipe, open(self.path, "w") as out:
-            for raw in pipe:
+            for lineno, raw in enumerate(pipe, 1):
                 line = raw.decode(errors="replace").rstrip("\r\n").replace("\r", "")
                 if self.watch and self.seen_at is None and self.watch in line:
                     self.seen_at = time.monotonic()
                 out.write(line + "\n")
                 out.flush()
+                if self.on_line:
+                    self.on_line(line, lineno)
                 if self.echo:
                     self.echo.write(self.prefix + line + "\n")
                     self.echo.flush()
@@ -199,8 +205,15 @@ def run_in_vm(
     echo: Optional[IO[str]] = None,
     verbose: bool = False,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+    share: Optional[Path] = None,
+    follower=None,
 ) -> VmRun:
     """Boot options.kernel, run `command` in the guest, wait for it within options.timeout.
+
+    share: the side channel directory to use (kept, for a next boot); default
+    a fresh one, removed at the end.  follower (harness/vmrun.py Follower):
+    reads the console live and decides when to kill the guest; default: kill
+    it only at options.timeout.
 
     cwd (default: ours) must be a host path; the guest sees the host's / at
     the same paths.  env defaults to guest_env().  Guest output (ttyS1) is
@@ -229,8 +242,13 @@ def run_in_vm(
         (out / name).unlink(missing_ok=True)
 
     with Cleanup() as defer:
-        results = Path(tempfile.mkdtemp(prefix="ksm-harness-vm-"))
-        defer(shutil.rmtree, results, ignore_errors=True)
+        if share is None:
+            results = Path(tempfile.mkdtemp(prefix="ksm-harness-vm-"))
+            defer(shutil.rmtree, results, ignore_errors=True)
+        else:
+            results = Path(share)
+            for name in (initramfs.EXIT_FILE, heartbeat.HEARTBEAT_FILE) + RESULT_FILES:  # the last boot's
+                (results / name).unlink(missing_ok=True)
         marker = f"{MARKER} {secrets.token_hex(8)}"
         (results / initramfs.COMMAND_FILE).write_text(
             command_script(command, cwd, guest_env() if env is None else env, marker)
@@ -250,12 +268,13 @@ def run_in_vm(
                 qemu.Share(initramfs.HOSTROOT_TAG, "/", readonly=True),
                 qemu.Share(initramfs.RESULTS_TAG, str(results), readonly=False),
             ),
-            kernel_args=(hwpoison.GUEST_ARG,) + tuple(options.kernel_args),
+            kernel_args=(damage.GUEST_MARK,) + tuple(options.kernel_args),
         )
         argv = qemu.build_argv(machine, options.qemu)
         if verbose:
             log("$ " + shlex.join(argv))
-        console = _Tee(console_r, out / "console.log", echo if verbose else None, "console: ", marker)
+        console = _Tee(console_r, out / "console.log", echo if verbose else None, "console: ", marker,
+                       on_line=follower.on_line(marker) if follower else None)
         output = _Tee(output_r, out / "guest.log", echo)
         with open(out / "qemu.log", "w") as qemu_log:
             start = time.monotonic()
@@ -274,9 +293,13 @@ def run_in_vm(
                 os.close(output_w)
         console.start()
         output.start()
-        hung = False
+        hung, killed = False, ""
         try:
-            proc.wait(timeout=options.timeout)
+            if follower:
+                killed = follower.follow(proc, results, options.timeout)
+                hung = bool(killed)
+            else:
+                proc.wait(timeout=options.timeout)
         except subprocess.TimeoutExpired:
             hung = True
         finally:
@@ -309,8 +332,9 @@ def run_in_vm(
         crashes=crashes if marker_line is not None else boot_crashes,
         timeout=options.timeout,
         init_error=_init_error(out / "console.log"),
+        killed=killed,
     )
-    return VmRun(status, reason, guest_exit, crashes, hung, ready_after, duration, out, accel, guest_result)
+    return VmRun(status, reason, guest_exit, crashes, hung, ready_after, duration, out, accel, guest_result, killed)
 
 
 def verdict(
@@ -321,6 +345,7 @@ def verdict(
     crashes: Sequence[Crash],
     timeout: float,
     init_error: str = "",
+    killed: str = "",
 ) -> Tuple[int, str]:
     """(exit status, reason) of a boot, from what the host saw.
 
@@ -333,7 +358,7 @@ def verdict(
     reported = f"; the kernel reported: {_crash_names(crashes)}" if crashes else ""
     if hung:
         where = "while running the command" if ready else "while booting"
-        return EXIT_FAIL, f"guest hung {where}: killed after {timeout:g} s{reported}"
+        return EXIT_FAIL, f"guest hung {where}: killed {killed or f'after {timeout:g} s'}{reported}"
     if not ready:
         why = init_error or _crash_names(crashes) or "no ready marker on the console"
         raise CannotRun(f"the guest stopped before running the command: {why} (see console.log)")

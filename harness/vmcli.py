@@ -1,7 +1,7 @@
 """`ksm-harness vm`: boot a kernel under qemu and run scenarios inside it.
 
     ksm-harness vm --kernel arch/x86/boot/bzImage [--numa N] [--cpus C] [--memory M]
-        [--kernel-arg ARG]... [--modules DIR] [--timeout S] [--verbose] [--out DIR]
+        [--kernel-arg ARG]... [--modules DIR] [--timeout S] [--stop-on-crash] [--verbose] [--out DIR]
         run [run-args...] SCENARIOS...
 
 Exit codes as for `run` (0 all pass, 1 any fail, including a guest that
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from . import qemu, vm
+from . import qemu, vm, vmrun
 from .report import terminal
 from .errors import EXIT_FAIL, EXIT_USAGE, HarnessError, InputError
 
@@ -27,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ksm-harness vm",
         usage="%(prog)s --kernel BZIMAGE [--numa N] [--cpus C] [--memory M] [--kernel-arg ARG]...\n"
-        "       [--modules DIR] [--timeout S] [--verbose] [--out DIR] run [run-args...] SCENARIOS...",
+        "       [--modules DIR] [--timeout S] [--stop-on-crash] [--verbose] [--out DIR] run [run-args...] SCENARIOS...",
         description="Boot a kernel under qemu (NUMA nodes, host / shared read-only) and run "
         "scenarios inside it with this harness; results come back to --out.",
     )
@@ -40,7 +40,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--modules", type=Path, metavar="DIR",
                    help="/lib/modules/VERSION of a distro kernel: 9p/virtio/overlay load from it")
     p.add_argument("--timeout", type=float, default=900.0, metavar="S",
-                   help="seconds before a guest counts as hung and is killed (default 900)")
+                   help="seconds before a guest that sends no heartbeat counts as hung and is killed "
+                        "(default 900); once it runs scenarios each is bounded by its own timeout")
+    p.add_argument("--stop-on-crash", action="store_true",
+                   help="one boot only: after a guest crash the remaining scenarios are reported as not run "
+                        "(default: a fresh guest runs them)")
     p.add_argument("--verbose", action="store_true", help="show the qemu command line and the kernel console")
     p.add_argument("--out", type=Path, help="results dir (default ./results/vm-KERNEL-TIME/)")
     p.add_argument("command", choices=["run"], help="what to run in the guest")
@@ -90,8 +94,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         out = args.out or Path("results") / f"vm-{kernel_name(args.kernel)}-{time.strftime('%Y%m%d-%H%M%S')}"
         print(f"kernel: {args.kernel}" + (f" ({version})" if version else ""), file=sys.stderr)
         print(f"results: {out}", file=sys.stderr)
-        run = vm.run_in_vm(opts, vm.harness_command(args.run_args, args.verbose), out,
-                           echo=sys.stdout, verbose=args.verbose)
+        run = vmrun.run_scenarios(opts, args.run_args, out, stop_on_crash=args.stop_on_crash,
+                                  echo=sys.stdout, verbose=args.verbose)
     except HarnessError as exc:
         print(f"ksm-harness vm: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -8,7 +8,9 @@ Commands are JSON lines.  call() waits for the answer; send()/receive() let
 several workers act at once (a fork storm while run=2 is written).  A worker
 that dies is reported with how it died (a SIGBUS is a result, not a crash of
 the harness).  close() kills every worker and all their descendants with
-SIGKILL and reaps them.
+SIGKILL and reaps them; one the kernel keeps (asleep uninterruptibly: SIGKILL
+acts only when it wakes) is named in pool.unreaped after KILL_WAIT, not
+waited for.
 """
 import json
 import os
@@ -23,6 +25,9 @@ import psutil
 
 from .errors import DeadlineExceeded, WorkerError
 from .wait import wait_until
+from .watchdog import in_kernel
+
+KILL_WAIT = 10.0  # seconds close() waits for SIGKILLed processes to be reaped
 
 
 class Lines:
@@ -58,8 +63,10 @@ class Worker:
         self.lines = Lines(sock)
         self.regions = {}  # region name -> {"addr", "npages", "keys_addr"}
         self.exit = None  # {"signal": N} or {"exit": N} once it died
+        self.doing = ""  # the command sent and not answered yet ("" when idle)
 
     def send(self, op, **args):
+        self.doing = op
         try:
             self.lines.send({"op": op, **args})
         except OSError as exc:
@@ -71,6 +78,9 @@ class Worker:
             reply = self.lines.read(deadline, f"worker {self.name} ({op})")
         except (EOFError, ConnectionError):
             raise self._died(op) from None
+        except WorkerError as exc:  # no answer in time: say where in the kernel it is
+            raise WorkerError(f"{exc} after {timeout:.1f}s; {in_kernel(self.pid, self.name, op).text()}") from None
+        self.doing = ""
         if not reply.pop("ok"):
             raise WorkerError(f"worker {self.name}: {reply['error']}")
         return reply
@@ -92,6 +102,14 @@ class Worker:
             return []
 
 
+def _alive(p):
+    """Still there and not a zombie (a zombie is dead, only not reaped yet)."""
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 class WorkerDied(WorkerError):
     def __init__(self, message, exit):
         super().__init__(message)
@@ -106,6 +124,7 @@ class WorkerPool:
         self._sock = ours
         self._lines = Lines(ours)
         self.workers = []
+        self.unreaped = ()  # InKernel of each process close() killed but could not reap
         self._exited = {}
         self.zygote = subprocess.Popen(
             [sys.executable, "-m", "harness.zygote", str(theirs.fileno()), str(os.getpid())],
@@ -150,7 +169,11 @@ class WorkerPool:
     def _reap_alive(self, procs):
         self._lines.send({"op": "reap", "pids": []})
         self._lines.read(time.monotonic() + 10, "zygote reap")
-        return [p for p in procs if psutil.pid_exists(p.pid) and p.status() != psutil.STATUS_ZOMBIE]
+        return [p for p in procs if _alive(p)]
+
+    def busy(self):
+        """(name, pid, command) of every live worker that owes a reply."""
+        return [(w.name, w.pid, w.doing) for w in self.workers if w.doing and w.exit is None]
 
     def close(self):
         """SIGKILL every worker and its descendants, reap them, stop the zygote."""
@@ -170,10 +193,17 @@ class WorkerPool:
             # killed workers are the zygote's children and their orphaned
             # descendants are adopted by it (PR_SET_CHILD_SUBREAPER): each
             # reap request collects every one that has exited
+            try:
+                wait_until(lambda: not self._reap_alive(procs), KILL_WAIT, "workers and descendants exit")
+                left = []
+            except DeadlineExceeded:
+                left = self._reap_alive(procs)
+                names = {w.pid: w.name for w in self.workers}
+                self.unreaped = tuple(in_kernel(p.pid, names.get(p.pid, f"child {p.pid}")) for p in left)
+            stuck = {p.pid for p in left}
             for w in self.workers:
-                if w.pid not in self._exited:
+                if w.pid not in self._exited and w.pid not in stuck:
                     self.wait_exit(w.pid)
-            wait_until(lambda: not self._reap_alive(procs), 10, "workers' descendants exit")
         finally:
             self._sock.close()  # the zygote's loop ends at EOF
             try:

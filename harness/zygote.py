@@ -194,6 +194,17 @@ class Worker:
                 "error": os.strerror(res.err) if res.err else "",
                 "times_ns": list(times[0:min(res.forks, ntimes)])}
 
+    def op_provoke(self, args):
+        """Write a crash type to LKDTM's DIRECT file (harness/lkdtm.py): the
+        kernel runs that crash in this process.  Returns only for the types
+        that return (WARNING); BUG kills this process, HUNG_TASK never wakes."""
+        try:
+            with open(args["path"], "w") as direct:
+                direct.write(args["crash"])
+        except OSError as exc:
+            raise CommandError(f"writing {args['crash']} to {args['path']}: {exc.strerror}") from None
+        return {}
+
     def op_stop(self, args):
         return {}
 

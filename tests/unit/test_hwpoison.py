@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import hwpoison, pages
+from harness import damage, hwpoison, pages
 from harness.crash import scan_lines
 from harness.metrics import Metrics
 from harness.runner import RunState
@@ -87,12 +87,12 @@ def fake_proc(tmp_path, cmdline="console=ttyS0", recovery=True):
     return proc
 
 
-def test_allowed_in_a_harness_guest_or_with_the_flag(tmp_path):
-    host = hwpoison.HwPoison(proc=str(fake_proc(tmp_path / "h")))
-    guest = hwpoison.HwPoison(proc=str(fake_proc(tmp_path / "g", "console=ttyS0 rdinit=/init ksm_harness.guest=1")))
-    assert "--allow-kernel-damage" in host.allowed(False)
-    assert host.allowed(True) is None
-    assert guest.allowed(False) is None
+def test_poisoning_is_refused_on_the_host_unless_allowed(tmp_path):
+    host = fake_proc(tmp_path / "h")
+    guest = fake_proc(tmp_path / "g", "console=ttyS0 rdinit=/init ksm_harness.guest=1")
+    assert "--allow-kernel-damage" in damage.refusal(["hwpoison"], False, host)
+    assert damage.refusal(["hwpoison"], True, host) is None
+    assert damage.refusal(["hwpoison"], False, guest) is None
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="available() first asks for root")

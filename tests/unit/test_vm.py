@@ -107,6 +107,7 @@ def test_cli_options():
                                 timeout=60.0)
     assert a.run_args == ["--filter", "x", "--verbose", "scen"]  # everything after `run` is the guest's
     assert not a.verbose
+    assert not a.stop_on_crash and args(["--kernel", "k", "--stop-on-crash", "run", "s"]).stop_on_crash
 
 
 @pytest.mark.parametrize(
