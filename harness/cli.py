@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from . import errors, requirements, runner, scenario
-from .report import WRITERS
+from . import report
+from .report import RENDERERS, kcidb
 from .report.terminal import Progress, summary
 from .results import ERROR, FAIL, SKIP
 
@@ -48,14 +49,20 @@ def cmd_run(args):
     if args.repeat < 1:
         raise errors.InputError("must be at least 1", field="--repeat")
     scenarios = repeated(scenarios, args.repeat)
-    outputs = {fmt: getattr(args, fmt) for fmt in WRITERS if getattr(args, fmt)}
+    outputs = {fmt: getattr(args, fmt) for fmt in RENDERERS if getattr(args, fmt)}
+    on_stdout = [f"--{fmt}" for fmt, path in outputs.items() if path == report.STDOUT]
+    if len(on_stdout) > 1:
+        raise errors.InputError("only one report can go to standard output", field=" and ".join(on_stdout))
+    if "kcidb" in outputs:
+        kcidb.identity()  # a bad KSM_HARNESS_KCIDB_* fails now, before the run
     progress = Progress(sys.stderr, enabled=not args.quiet)
     result = runner.run_all(scenarios, progress, wait=not args.no_wait,
                             say=lambda m: print(m, file=sys.stderr))
     for fmt, path in outputs.items():
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        WRITERS[fmt](result, path)
-    print(summary(result, colour=sys.stdout.isatty()), end="")
+        report.write(fmt, result, path)
+    # A report on stdout (`--ktap -` for LAVA) is all that goes there.
+    human = sys.stderr if on_stdout else sys.stdout
+    print(summary(result, colour=human.isatty()), end="", file=human)
     statuses = {s.status for s in result.scenarios}
     if statuses & {FAIL, ERROR}:
         return errors.EXIT_FAIL
@@ -117,8 +124,8 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     run = sub.add_parser("run", help="run scenarios against the running kernel")
     add_selection(run)
-    for fmt in WRITERS:
-        run.add_argument(f"--{fmt}", metavar="PATH", help=f"write {fmt} results to PATH")
+    for fmt in RENDERERS:
+        run.add_argument(f"--{fmt}", metavar="PATH", help=f"write {fmt} results to PATH (- for stdout)")
     run.add_argument("--no-wait", action="store_true", help="fail at once if another run holds the KSM lock")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     run.add_argument("--repeat", type=int, default=1, metavar="N",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import cgroup, faultinject, numa, pages, requirements, swap, taint
+from . import cgroup, environment, faultinject, numa, pages, requirements, swap, taint
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
 from .errors import CannotRun, DeadlineExceeded, HarnessError, KernelError, Skip, WorkerError
@@ -499,10 +499,11 @@ def run_scenario(ctx, sc):
     """One scenario -> ScenarioResult.  Never raises for kernel behaviour:
     failures are checks, harness problems are ERROR results."""
     started = time.monotonic()
+    identity = {"started": _now(), "params": {k: str(v) for k, v in sc.params.items()}}  # for KCIDB, LAVA
     try:
         requirements.check(sc, ctx)
     except Skip as skip:
-        return ScenarioResult(sc.name, sc.file, sc.line, SKIP, 0.0, reason=skip.reason)
+        return ScenarioResult(sc.name, sc.file, sc.line, SKIP, 0.0, reason=skip.reason, **identity)
     run = ScenarioRun(ctx, sc)
     # user_records: a report written into /dev/kmsg by a test counts too (the
     # detector only matches kernel report formats, not arbitrary lines)
@@ -554,6 +555,7 @@ def run_scenario(ctx, sc):
         deltas=deltas(run.reference, end_values) if sampler_done else {},
         notes=tuple(run.state.notes),
         log_context=tuple(r.text for r in watcher.context[-20:]),
+        **identity,
     )
 
 
@@ -593,7 +595,7 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
 
     for s in previous:
         signal.signal(s, on_term)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), _now()
     results = []
     try:
         stale = journal.stale()
@@ -619,8 +621,14 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
             for s, h in previous.items():
                 signal.signal(s, h)
             journal.unlock()
-    return RunResult(kernel=platform.release(), started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     duration=round(time.monotonic() - started, 3), scenarios=tuple(results))
+    return RunResult(kernel=platform.release(), started=started_at,
+                     duration=round(time.monotonic() - started, 3), scenarios=tuple(results),
+                     environment=environment.describe(roots.proc, roots.sys))
+
+
+def _now():
+    """The wall-clock time now, ISO 8601 UTC to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def restore(roots=Roots(), journal=None, say=print):
