@@ -140,13 +140,14 @@ def build_parser():
         fn=cmd_restore)
     sub.add_parser("scan-log", help="find kernel crash reports in a saved log", add_help=False)
     sub.add_parser("vm", help="boot a kernel under qemu and run scenarios inside", add_help=False)
+    sub.add_parser("lava-report", help="report a JSON result to LAVA (lava-test-case per scenario)", add_help=False)
     return p
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    # scan-log and vm own their argument parsing
-    passthrough = {"scan-log": "scanlog", "vm": "vmcli"}
+    # scan-log, vm and lava-report own their argument parsing
+    passthrough = {"scan-log": "scanlog", "vm": "vmcli", "lava-report": "lava"}
     verbose = "-v" in argv[:1] or "--verbose" in argv[:1]
     if verbose:
         argv = argv[1:]
