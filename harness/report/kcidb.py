@@ -17,7 +17,7 @@ guest, whose environment keeps KSM_HARNESS_* variables):
     KSM_HARNESS_KCIDB_ORIGIN    the submitting CI system, [a-z0-9_]+ (default ksm_harness)
     KSM_HARNESS_KCIDB_CHECKOUT  checkout id after "origin:" (default: from the kernel's version string)
     KSM_HARNESS_KCIDB_BUILD     build id after "origin:" (default: checkout id + kernel config digest)
-    KSM_HARNESS_KCIDB_RUN       run id in every test id (default: host name + run start time)
+    KSM_HARNESS_KCIDB_RUN       run id in every test id, after the build id (default: host name + run start time)
     KSM_HARNESS_KCIDB_TREE, _REPO, _BRANCH, _COMMIT   checkout tree_name, git_repository_url,
                                 git_repository_branch, git_commit_hash (40 hex digits), when known
 """
@@ -85,7 +85,7 @@ def _test(s, run, ident, build_id, run_id):
     path = kcidb_path(s)
     test = {
         "build_id": build_id,
-        "id": f"{ident.origin}:{run_id}:{path}",
+        "id": f"{build_id}:{run_id}:{path}",  # unique per kernel and run, even with KSM_HARNESS_KCIDB_RUN set
         "origin": ident.origin,
         "path": path,
         "status": STATUS.get(s.status, "ERROR"),

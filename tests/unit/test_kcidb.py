@@ -55,7 +55,7 @@ def test_identity_from_the_environment():
     assert doc["checkouts"] == [{"id": "my_lab:linux-next-20250102", "origin": "my_lab", "tree_name": "next",
                                  "git_commit_hash": "cbf86cfe04a66471f23b9e62e5eba4e525f8b02d"}]
     assert {t["build_id"] for t in doc["tests"]} == {"my_lab:b42"}
-    assert doc["tests"][0]["id"] == "my_lab:night7:ksm.scenarios.merge_basic"
+    assert doc["tests"][0]["id"] == "my_lab:b42:night7:ksm.scenarios.merge_basic"
 
 
 def test_default_ids_are_stable_across_renders():
