@@ -75,3 +75,10 @@ def test_vm_with_two_kernels_is_a_matrix_and_checks_them_first(tmp_path, capsys)
                        "run", "scenarios/seed"])
     assert code == 2 and "missing: no such kernel image" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing booted
+
+
+def test_points_that_pass_and_skip_share_a_cell():
+    points = tuple(sc(n, PASS if p["far"] == "0" else SKIP, "" if p["far"] == "0" else "needs 2 NUMA nodes", p)
+                   for n, p in STALE)
+    row = matrix.KernelRun("host", "-", 0, "", RunResult("6.18", "", 1.0, points))
+    assert matrix.cell(row, "stale-stable-nodes") == (PASS, "PASS 2 of 4", "SKIP 2: needs 2 NUMA nodes")
