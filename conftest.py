@@ -4,12 +4,17 @@ point of its matrix), located at the YAML line of its name, so that
     pytest scenarios -k fork --junitxml=r.xml
 
 runs scenarios like tests; an unmet requirement is a skip with the reason.
+
+Every scenario item carries the `kernel` marker (it drives KSM on the running
+kernel, as root, under the global lock), and `numa` too where it needs two or
+more NUMA nodes with memory, so that `pytest -m "not kernel"` collects none
+of them and `pytest -m numa scenarios` picks those a NUMA machine adds.
 """
 from pathlib import Path
 
 import pytest
 
-from harness import errors, scenario
+from harness import errors, requirements, scenario
 from harness.results import PASS, SKIP
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -39,6 +44,9 @@ class ScenarioItem(pytest.Item):
     def __init__(self, *, scenario, **kwargs):
         super().__init__(**kwargs)
         self.scenario = scenario
+        self.add_marker(pytest.mark.kernel)
+        if requirements.numa_nodes_wanted(scenario) >= 2:
+            self.add_marker(pytest.mark.numa)
 
     def runtest(self):
         from harness import runner

@@ -10,9 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from . import damage, errors, heartbeat, requirements, runner, scenario
+from . import damage, errors, heartbeat, report, requirements, runner, scenario
 from .lock import MachineLock
-from .report import WRITERS
+from .report import RENDERERS, kcidb
 from .report.terminal import Progress, summary
 from .results import ERROR, FAIL, SKIP
 
@@ -49,7 +49,12 @@ def cmd_run(args):
     if args.repeat < 1:
         raise errors.InputError("must be at least 1", field="--repeat")
     scenarios = repeated(scenarios, args.repeat)
-    outputs = {fmt: getattr(args, fmt) for fmt in WRITERS if getattr(args, fmt)}
+    outputs = {fmt: getattr(args, fmt) for fmt in RENDERERS if getattr(args, fmt)}
+    on_stdout = [f"--{fmt}" for fmt, path in outputs.items() if path == report.STDOUT]
+    if len(on_stdout) > 1:
+        raise errors.InputError("only one report can go to standard output", field=" and ".join(on_stdout))
+    if "kcidb" in outputs:
+        kcidb.identity()  # a bad KSM_HARNESS_KCIDB_* fails now, before the run
     progress = Progress(sys.stderr, enabled=not args.quiet)
     beat = heartbeat.Heartbeat.from_env(progress, scenarios)  # in a `ksm-harness vm` guest
     if beat:
@@ -59,9 +64,10 @@ def cmd_run(args):
                                 say=lambda m: print(m, file=sys.stderr),
                                 allow_kernel_damage=args.allow_kernel_damage)
         for fmt, path in outputs.items():
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            WRITERS[fmt](result, path)
-        print(summary(result, colour=sys.stdout.isatty()), end="")
+            report.write(fmt, result, path)
+        # A report on stdout (`--ktap -` for LAVA) is all that goes there.
+        human = sys.stderr if on_stdout else sys.stdout
+        print(summary(result, colour=human.isatty()), end="", file=human)
     finally:
         if beat:
             beat.close()  # its last heartbeat says "finished": results are written
@@ -143,8 +149,8 @@ def build_parser():
     run = sub.add_parser("run", help="run scenarios against the running kernel", epilog=errors.EXIT_CODES_HELP,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     add_selection(run)
-    for fmt in WRITERS:
-        run.add_argument(f"--{fmt}", metavar="PATH", help=f"write {fmt} results to PATH")
+    for fmt in RENDERERS:
+        run.add_argument(f"--{fmt}", metavar="PATH", help=f"write {fmt} results to PATH (- for stdout)")
     run.add_argument("--no-wait", action="store_true", help="fail at once if another run holds the KSM lock")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     run.add_argument("--repeat", type=int, default=1, metavar="N",
@@ -165,13 +171,14 @@ def build_parser():
         fn=cmd_restore)
     sub.add_parser("scan-log", help="find kernel crash reports in a saved log", add_help=False)
     sub.add_parser("vm", help="boot a kernel under qemu and run scenarios inside", add_help=False)
+    sub.add_parser("lava-report", help="report a JSON result to LAVA (lava-test-case per scenario)", add_help=False)
     return p
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    # scan-log and vm own their argument parsing
-    passthrough = {"scan-log": "scanlog", "vm": "vmcli"}
+    # scan-log, vm and lava-report own their argument parsing
+    passthrough = {"scan-log": "scanlog", "vm": "vmcli", "lava-report": "lava"}
     verbose = "-v" in argv[:1] or "--verbose" in argv[:1]
     if verbose:
         argv = argv[1:]

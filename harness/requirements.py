@@ -47,6 +47,11 @@ def kernel_damage(sc, ctx):
     return sorted({lkdtm.unavailable(c, ctx.roots.sys / "kernel/debug") for c in crashes} - {None})
 
 
+def numa_nodes_wanted(sc):
+    """NUMA nodes with memory sc needs: requires.numa_nodes, or N+1 for a region placed on node N."""
+    return max([sc.requires.numa_nodes] + [r.node + 1 for w in sc.workers for r in w.regions if r.node is not None])
+
+
 def reasons(sc, ctx):
     """Every unmet requirement of sc on this machine, in words."""
     req, roots = sc.requires, ctx.roots
@@ -58,7 +63,7 @@ def reasons(sc, ctx):
     if missing:
         out.append(f"this kernel has no /sys/kernel/mm/ksm/{', '.join(missing)}")
     nodes = numa.nodes_with_memory(roots.sys / "devices/system/node")
-    wanted = max([req.numa_nodes] + [r.node + 1 for w in sc.workers for r in w.regions if r.node is not None])
+    wanted = numa_nodes_wanted(sc)
     if len(nodes) < wanted:
         out.append(f"needs {wanted} NUMA nodes with memory, this machine has {len(nodes)} "
                    f"(boot a VM: ksm-harness vm --numa {wanted})")

@@ -65,6 +65,8 @@ class ScenarioResult:
     deltas: Mapping[str, int] = field(default_factory=dict)  # counter/vmstat change over the run
     notes: Tuple[str, ...] = ()  # how often a race window was hit, etc.
     log_context: Tuple[str, ...] = ()  # kernel log lines from before the start (context only)
+    started: str = ""  # ISO 8601 UTC wall-clock time the scenario started ("" if not recorded)
+    params: Mapping[str, str] = field(default_factory=dict)  # its matrix point, values as text ({} if none)
 
     @property
     def failed_checks(self):
@@ -79,6 +81,9 @@ class RunResult:
     started: str  # ISO 8601 UTC
     duration: float  # seconds
     scenarios: Tuple[ScenarioResult, ...]
+    # What the scenarios ran on, for reports that carry it (KCIDB's environment):
+    # "machine", "hostname", "cpu", "numa_nodes", "kernel_version", "kernel_config", ...
+    environment: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def status(self):

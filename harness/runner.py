@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import attribution, cgroup, faultinject, hwpoison, lkdtm, numa, pages, requirements, swap, taint, truth
+from . import attribution, cgroup, environment, faultinject, hwpoison, lkdtm, numa, pages, requirements, swap, taint, truth
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
 from .errors import (CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, ScenarioStopped, Skip,
@@ -664,10 +664,11 @@ def run_scenario(ctx, sc):
     """One scenario -> ScenarioResult.  Never raises for kernel behaviour:
     failures are checks, harness problems are ERROR results."""
     started = time.monotonic()
+    identity = {"started": _now(), "params": {k: str(v) for k, v in sc.params.items()}}  # for KCIDB, LAVA
     try:
         requirements.check(sc, ctx)
     except Skip as skip:
-        return ScenarioResult(sc.name, sc.file, sc.line, SKIP, 0.0, reason=skip.reason)
+        return ScenarioResult(sc.name, sc.file, sc.line, SKIP, 0.0, reason=skip.reason, **identity)
     run = ScenarioRun(ctx, sc)
     dog = Watchdog(run.deadline, sc.timeout, run.busy, ctx.roots.proc,
                    expected=[e.args["title"] for e in sc.expect if e.kind == "crash"], where=run.where)
@@ -742,6 +743,7 @@ def run_scenario(ctx, sc):
         deltas=deltas(run.reference, end_values) if sampler_done else {},
         notes=tuple(run.state.notes),
         log_context=tuple(r.text for r in watcher.context[-20:]),
+        **identity,
     )
 
 
@@ -834,7 +836,7 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
 
     for s in previous:
         signal.signal(s, on_term)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), _now()
     results, windows = [], []
     failures = []
     interrupted = None
@@ -891,8 +893,14 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
         say(f"ksm-harness: {final}")
         results.append(errored("restore-after-run", str(journal.path), 0, str(final),
                                [Check(f"cleanup: {f.what}", False, f.traceback, kernel=False) for f in failures]))
-    return RunResult(kernel=platform.release(), started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     duration=round(time.monotonic() - started, 3), scenarios=tuple(results))
+    return RunResult(kernel=platform.release(), started=started_at,
+                     duration=round(time.monotonic() - started, 3), scenarios=tuple(results),
+                     environment=environment.describe(roots.proc, roots.sys))
+
+
+def _now():
+    """The wall-clock time now, ISO 8601 UTC to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def restore(roots=Roots(), journal=None, say=print, lock=None):

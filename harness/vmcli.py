@@ -31,7 +31,9 @@ def parser() -> argparse.ArgumentParser:
         description="Boot a kernel under qemu (NUMA nodes, host / shared read-only) and run "
         "scenarios inside it with this harness; results come back to --out.",
     )
-    p.add_argument("--kernel", required=True, type=Path, help="bzImage (or distro vmlinuz with --modules)")
+    p.add_argument("--kernel", required=True, type=Path,
+                   help="bzImage (or distro vmlinuz with --modules); given more than once: a kernel matrix, "
+                   "one boot each and one report (matrix.md/.json/.html, kcidb.json in --out)")
     p.add_argument("--numa", type=int, default=2, help="NUMA nodes (default 2)")
     p.add_argument("--cpus", type=int, help="vCPUs, a multiple of --numa (default: one per node)")
     p.add_argument("--memory", default="2G", help="guest RAM split over the nodes (default 2G)")
@@ -84,6 +86,10 @@ def options(args: argparse.Namespace) -> vm.VmOptions:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run `ksm-harness vm` with argv (the arguments after `vm`); return the exit code."""
+    from . import matrix  # several --kernel: one boot each, one report (harness/matrix.py)
+
+    if len(matrix.kernels_in(argv or [])) > 1:
+        return matrix.main(argv)
     try:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has printed

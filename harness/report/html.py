@@ -250,8 +250,3 @@ def render(run):
         ]
     )
 
-
-def write(run, path):
-    """Write `run` to `path` as an HTML page."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(render(run))

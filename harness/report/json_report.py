@@ -35,6 +35,8 @@ def _scenario(s):
         "steps": [{"t": m.t, "end": m.end, "name": m.name} for m in s.steps],
         "samples": [{"t": x.t, "values": dict(x.values)} for x in s.samples],
         "log_context": list(s.log_context),
+        "started": s.started,
+        "params": dict(s.params),
     }
 
 
@@ -49,6 +51,7 @@ def to_dict(run):
         "status": run.status,  # derived: ignored by load()
         "totals": totals(run),  # derived: ignored by load()
         "scenarios": [_scenario(s) for s in run.scenarios],
+        "environment": dict(run.environment),
     }
 
 
@@ -85,6 +88,8 @@ def _scenario_from(d):
         deltas={k: int(v) for k, v in d.get("deltas", {}).items()},
         notes=tuple(d.get("notes", ())),
         log_context=tuple(d.get("log_context", ())),
+        started=d.get("started", ""),
+        params={k: str(v) for k, v in d.get("params", {}).items()},
     )
 
 
@@ -107,7 +112,8 @@ def from_dict(doc, source="<json>"):
             scenarios.append(_scenario_from(d))
         where = "run"
         return RunResult(
-            kernel=doc["kernel"], started=doc["started"], duration=float(doc["duration"]), scenarios=tuple(scenarios)
+            kernel=doc["kernel"], started=doc["started"], duration=float(doc["duration"]), scenarios=tuple(scenarios),
+            environment={k: str(v) for k, v in doc.get("environment", {}).items()},
         )
     except KeyError as e:
         raise InputError(f"missing key {e}: the file is truncated or not from ksm-harness", file=source, field=where)

@@ -42,3 +42,42 @@ def test_help_lists_the_exit_codes(capsys):
         out = capsys.readouterr().out
         assert "exit codes:" in out and "  3    a scenario ERRORED and none failed" in out
         assert "with --bisect, 3 becomes 125 too" in out
+
+
+def fake_run(monkeypatch):
+    """runner.run_all replaced by one that drives nothing and records its calls."""
+    from harness import runner
+    from harness.results import SKIP, RunResult, ScenarioResult
+
+    calls = []
+
+    def run_all(scenarios, progress, **kw):
+        calls.append(scenarios)
+        return RunResult("6.1.192", "2025-01-01T00:00:00+00:00", 1.0, tuple(
+            ScenarioResult(s.name, s.file, s.line, SKIP, 0.0, reason="needs 2 NUMA nodes", params=dict(s.params))
+            for s in scenarios))
+
+    monkeypatch.setattr(runner, "run_all", run_all)
+    return calls
+
+
+def test_ktap_dash_is_all_that_goes_to_stdout(monkeypatch, capsys):
+    fake_run(monkeypatch)
+    assert cli.main(["run", "--ktap", "-", str(REPO / "scenarios/core/numa-nodes.yaml")]) == 125
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["KTAP version 1", "1..1", "# kernel: 6.1.192",
+                                "ok 1 numa-nodes # SKIP needs 2 NUMA nodes",
+                                "# Totals: pass:0 fail:0 xfail:0 xpass:0 skip:1 error:0"]
+    assert "1 scenarios: 0 passed, 0 failed, 1 skipped" in err  # the summary went to stderr
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    (["--ktap", "-", "--junit", "-"], {}, "--junit and --ktap: only one report can go to standard output"),
+    (["--kcidb", "k.json"], {"KSM_HARNESS_KCIDB_ORIGIN": "My CI"}, "KSM_HARNESS_KCIDB_ORIGIN: 'My CI': a KCIDB"),
+])
+def test_report_usage_errors_come_before_the_run(argv, env, message, monkeypatch, capsys):
+    calls = fake_run(monkeypatch)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(["run", *argv, str(REPO / "scenarios/core/numa-nodes.yaml")]) == 2
+    assert message in capsys.readouterr().err and calls == []

@@ -3,11 +3,13 @@ import io
 import json
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
 from harness.errors import InputError
-from harness.report import WRITERS, html, json_report, junit, ktap, terminal
+from harness import report
+from harness.report import RENDERERS, html, json_report, junit, ktap, terminal
 from harness.results import ERROR, FAIL, PASS, SKIP, Check, Crash, RunResult, Sample, ScenarioResult, StepMark
 
 # Kernel log text as it can really arrive: markup, a NUL, an escape
@@ -54,6 +56,8 @@ FAILED = ScenarioResult(
     deltas={"ksm_swpin_copy": 3, "pages_shared": -4},
     notes=("race window hit 3 times",),
     log_context=("[    1.000000] earlier line",),
+    started="2025-01-02T03:04:10+00:00",
+    params={"merge_across_nodes": "0"},
 )
 SKIPPED = ScenarioResult(
     name="swap-in", file="scenarios/swap.yaml", line=9, status=SKIP, duration=0.0, reason="no swap device"
@@ -62,7 +66,8 @@ ERRORED = ScenarioResult(
     name="fork-behind-cursor", file="other/fork.yaml", line=2, status=ERROR, duration=61.0, reason="worker a died"
 )
 RUN = RunResult(
-    kernel="6.1.192-ksm", started="2025-01-02T03:04:05Z", duration=96.0, scenarios=(PASSED, FAILED, SKIPPED, ERRORED)
+    kernel="6.1.192-ksm", started="2025-01-02T03:04:05Z", duration=96.0, scenarios=(PASSED, FAILED, SKIPPED, ERRORED),
+    environment={"kernel_release": "6.1.192-ksm", "machine": "x86_64", "hostname": "runner1", "numa_nodes": "2"},
 )
 
 
@@ -140,31 +145,57 @@ def test_json_load_missing_file(tmp_path):
 
 def test_junit_structure(tmp_path):
     path = tmp_path / "run.xml"
-    junit.write(RUN, path)
+    report.write("junit", RUN, path)
     root = ET.parse(path).getroot()  # control characters from the log did not break the XML
     assert root.tag == "testsuites"
-    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == ("4", "1", "1", "1")
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("4", "1", "1")
+    assert root.get("skipped") is None and root.get("timestamp") is None  # junit-10.xsd forbids them here
     suites = {s.get("name"): s for s in root.iter("testsuite")}
-    assert list(suites) == ["basic", "stale", "swap", "fork"]
-    assert suites["stale"].find("properties/property[@name='kernel']").get("value") == "6.1.192-ksm"
+    assert list(suites) == ["scenarios.basic", "scenarios.stale", "scenarios.swap", "other.fork"]
+    assert suites["scenarios.swap"].get("skipped") == "1"
+    assert suites["scenarios.stale"].find("properties/property[@name='kernel']").get("value") == "6.1.192-ksm"
+    assert suites["scenarios.stale"].find("properties/property[@name='environment.numa_nodes']").get("value") == "2"
+    assert suites["scenarios.stale"].get("hostname") == "runner1"
 
     cases = {c.get("name"): c for c in root.iter("testcase")}
     passed = cases["merge-basic"]
-    assert (passed.get("classname"), passed.get("time")) == ("basic", "4.250")
+    assert (passed.get("classname"), passed.get("time")) == ("scenarios.basic", "4.250")
     assert passed.find("failure") is None and passed.find("skipped") is None
+    assert passed.find("system-out").text.splitlines()[0] == "file: scenarios/basic.yaml:1"
 
     failure = cases["stale-stable-nodes[merge_across_nodes=0]"].find("failure")
     assert failure.get("message") == "1 expectation failed, 1 kernel report"
     body = failure.text.splitlines()
-    assert body[0] == "check failed: pages_shared == 0: pages_shared=12 (want == 0)"
-    assert body[1] == "crash: WARNING in remove_stable_node (log line 120, kmsg seq 4711)"
-    assert body[3] == "  " + terminal.clean(ODD)
+    assert body[0] == "1 expectation failed, 1 kernel report"  # the reason in the text too
+    assert body[1] == "check failed: pages_shared == 0: pages_shared=12 (want == 0)"
+    assert body[2] == "crash: WARNING in remove_stable_node (log line 120, kmsg seq 4711)"
+    assert body[4] == "  " + terminal.clean(ODD)
     out = cases["stale-stable-nodes[merge_across_nodes=0]"].find("system-out").text
     assert "note: race window hit 3 times" in out and "delta: pages_shared -4" in out
 
-    assert cases["swap-in"].find("skipped").get("message") == "no swap device"
-    assert cases["fork-behind-cursor"].find("error").get("message") == "worker a died"
-    assert cases["fork-behind-cursor"].get("classname") == "fork"
+    skipped = cases["swap-in"].find("skipped")
+    assert skipped.get("message") == skipped.text == "no swap device"
+    error = cases["fork-behind-cursor"].find("error")
+    assert error.get("message") == "worker a died" and error.text == "worker a died"
+    assert cases["fork-behind-cursor"].get("classname") == "other.fork"
+
+
+JUNIT_SCHEMAS = sorted((Path(__file__).parents[1] / "data" / "junit").glob("junit-10-*.xsd"))
+
+
+@pytest.mark.parametrize("xsd", JUNIT_SCHEMAS, ids=lambda p: p.stem)
+def test_junit_validates_against_jenkins_junit_10_xsd(xsd):
+    etree = pytest.importorskip("lxml.etree")
+    schema = etree.XMLSchema(etree.parse(str(xsd)))
+    empty = RunResult(kernel="6.18.0", started="2025-01-01T00:00:00Z", duration=0.0, scenarios=())
+    for run in (RUN, empty):
+        document = etree.fromstring(junit.render(run).encode())
+        assert schema.validate(document), schema.error_log
+
+
+def test_junit_schemas_shipped():
+    assert [p.name for p in JUNIT_SCHEMAS] == [
+        "junit-10-14c6e39c38408b9ed6280361484a13c6f5becca7.xsd", "junit-10-ae25da5089d4f94ac6c4669bf736e4d416cc4665.xsd"]
 
 
 # KTAP
@@ -176,11 +207,11 @@ def test_ktap_lines():
         "1..4",
         "# kernel: 6.1.192-ksm",
         "ok 1 merge-basic",
-        "# stale-stable-nodes[merge_across_nodes=0]: 1 expectation failed, 1 kernel report",
+        "# stale-stable-nodes_merge_across_nodes_0: 1 expectation failed, 1 kernel report",
         "# check failed: pages_shared == 0: pages_shared=12 (want == 0)",
         "# crash: WARNING in remove_stable_node (log line 120, kmsg seq 4711)",
         "# exercised: ksm_swpin_copy +3",
-        "not ok 2 stale-stable-nodes[merge_across_nodes=0]",
+        "not ok 2 stale-stable-nodes_merge_across_nodes_0",
         "ok 3 swap-in # SKIP no swap device",
         "not ok 4 fork-behind-cursor # error worker a died",
         "# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:1",
@@ -190,7 +221,7 @@ def test_ktap_lines():
 def test_ktap_names_cannot_start_a_directive():
     odd = ScenarioResult(name="a # b\nc", file="f.yaml", line=1, status=SKIP, duration=0, reason="why\nnot")
     lines = ktap.render(RunResult("", "", 0, (odd,))).splitlines()
-    assert lines[2] == "ok 1 a _ b c # SKIP why not"
+    assert lines[2] == "ok 1 a # SKIP why not"
 
 
 # HTML
@@ -198,7 +229,7 @@ def test_ktap_names_cannot_start_a_directive():
 
 def test_html_page(tmp_path):
     path = tmp_path / "run.html"
-    html.write(RUN, path)
+    report.write("html", RUN, path)
     page = path.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
     assert "<script" not in page  # the crash line's markup is shown, not run
@@ -297,10 +328,17 @@ def test_progress_disabled_prints_nothing():
 
 
 def test_writers_write_every_format(tmp_path):
-    assert set(WRITERS) == {"json", "junit", "ktap", "html"}
-    for name, write in WRITERS.items():
-        write(RUN, tmp_path / name)
-        assert (tmp_path / name).read_text(encoding="utf-8")
+    assert set(RENDERERS) == {"json", "junit", "ktap", "html", "kcidb"}
+    for name in RENDERERS:
+        report.write(name, RUN, tmp_path / "made" / name)  # parent directories made
+        assert (tmp_path / "made" / name).read_text(encoding="utf-8") == RENDERERS[name](RUN)
+
+
+def test_write_dash_is_stdout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    report.write("ktap", RUN, "-", stdout=out)
+    assert out.getvalue() == ktap.render(RUN) and not (tmp_path / "-").exists()
 
 
 def test_empty_run(tmp_path):

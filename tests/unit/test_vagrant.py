@@ -3,6 +3,8 @@
 - the Vagrantfile is valid Ruby (`ruby -c`) and, evaluated against a stub
   Vagrant API, defines a libvirt guest with 2+ NUMA nodes that runs setup.sh
   and the default suite;
+- the suite path each recipe runs, parsed out of the files, is a real suite:
+  `ksm-harness check` validates every scenario in it;
 - the systemd units pass `systemd-analyze verify`;
 - the nightly script keeps results and the kernel log in a dated dir and
   fails loudly on a crash, driven with a fake harness and a fake dmesg.
@@ -10,12 +12,16 @@
 import configparser
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from harness import scenario
 
 REPO = Path(__file__).resolve().parents[2]
 VAGRANT = REPO / "vagrant"
@@ -92,12 +98,62 @@ def test_vagrantfile_node_count_from_env():
     assert settings["memory"] == 4096
 
 
+def run_arguments(script):
+    """The positional arguments of the `ksm-harness run` command in a shell script
+    (options and their values left out, line continuations joined)."""
+    joined = script.replace("\\\n", " ")
+    command = re.search(r"ksm-harness\"? run (--.*?)(?:\|\||>|$)", joined, re.M).group(1)
+    words, positional = shlex.split(command), []
+    while words:
+        word = words.pop(0)
+        if word.startswith("--"):
+            words.pop(0)  # every option the recipes pass takes a value
+        else:
+            positional.append(word)
+    return positional
+
+
+def recipe_suites():
+    """recipe -> the suite path it runs, read out of the files themselves."""
+    nightly = (NIGHTLY / "ksm-harness-nightly").read_text()
+    default = re.search(r"^suite=\$\{KSM_HARNESS_SUITE:-([^}]+)\}$", nightly, re.M).group(1)
+    assert run_arguments(nightly) == ['$suite']
+    (vagrant,) = run_arguments(vagrant_suite_script())
+    return {"nightly": default, "vagrant": vagrant}
+
+
+def vagrant_suite_script():
+    """The "suite" provisioner's inline script, read from the Vagrantfile's text
+    (its <<~SHELL heredoc), so that this needs no ruby."""
+    text = (VAGRANT / "Vagrantfile").read_text()
+    return re.search(r'provision "suite".*?<<~SHELL\n(.*?)^\s*SHELL$', text, re.S | re.M).group(1)
+
+
 def test_vagrantfile_runs_setup_then_suite():
     prov = provisioners(vagrant_config())
     assert list(prov) == ["setup", "suite"]
     assert "./setup.sh" in prov["setup"]["inline"]
     assert ".venv/bin/ksm-harness run" in prov["suite"]["inline"]
-    assert "scenarios/default" in prov["suite"]["inline"]
+    assert run_arguments(prov["suite"]["inline"]) == ["scenarios"]
+    assert prov["suite"]["inline"].split() == vagrant_suite_script().split()
+    assert '--kcidb "$out/kcidb.json"' in prov["suite"]["inline"]
+
+
+def test_recipes_run_a_suite_that_exists():
+    """`ksm-harness check` (validation only, no kernel touched) on exactly the
+    path each recipe runs, from the checkout root as both recipes cd there."""
+    for recipe, suite in recipe_suites().items():
+        proc = subprocess.run([sys.executable, "-m", "harness.cli", "check", suite], cwd=REPO,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, f"{recipe} runs {suite}: {proc.stderr}"
+        assert proc.stdout == f"{len(scenario.load_all([REPO / 'scenarios']))} scenarios valid\n"
+
+
+def test_check_fails_on_a_suite_path_that_does_not_exist():
+    """What the test above guards against: both recipes once ran scenarios/default."""
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "check", "scenarios/default"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "scenarios/default" in proc.stderr
 
 
 def test_units_parse_and_point_at_the_script():
@@ -128,9 +184,10 @@ def test_units_systemd_analyze_verify(tmp_path):
 
 
 FAKE_HARNESS = """#!/bin/sh
-# Fake `ksm-harness run --json J --junit X --ktap K SUITE`: writes the reports.
+# Fake `ksm-harness run --json J --junit X --ktap K --kcidb C SUITE`: writes the reports.
 echo '{"format": "fake"}' > "$3"; echo '<testsuites/>' > "$5"; echo 'KTAP version 1' > "$7"
-echo "ran $8"
+echo '{"version": {"major": 5}}' > "$9"
+echo "ran ${10}"
 [ -n "$FAKE_CRASH" ] && echo "[  99.000000] BUG: kernel NULL pointer dereference, address: 0000000000000008" >> "$FAKE_DMESG"
 exit "${FAKE_RC:-0}"
 """
@@ -162,7 +219,6 @@ def nightly(tmp_path):
                 "PYTHONPATH": str(REPO),
                 "KSM_HARNESS_REPO": str(repo),
                 "KSM_HARNESS_RESULTS": str(results),
-                "KSM_HARNESS_SUITE": "scenarios/default",
                 "FAKE_DMESG": str(log),
                 **env,
             },
@@ -177,9 +233,9 @@ def test_nightly_pass_keeps_a_dated_dir(nightly):
     assert proc.returncode == 0, proc.stderr
     latest = results / "latest"
     assert latest.is_symlink() and os.readlink(latest).startswith("20")
-    for name in ("result.json", "junit.xml", "result.ktap", "run.log", "dmesg.txt", "kernel.txt"):
+    for name in ("result.json", "junit.xml", "result.ktap", "kcidb.json", "run.log", "dmesg.txt", "kernel.txt"):
         assert (latest / name).exists(), name
-    assert (latest / "run.log").read_text() == "ran scenarios/default\n"
+    assert (latest / "run.log").read_text() == "ran scenarios\n"  # the default suite
     assert "<6>ksm-harness nightly: passed" in proc.stdout
 
 
