@@ -88,7 +88,7 @@ class RunResult:
     @property
     def status(self):
         statuses = {s.status for s in self.scenarios}
-        for worst in (ERROR, FAIL):
+        for worst in (FAIL, ERROR):  # FAIL is the kernel's: it outweighs our ERROR (exit 1, not 3)
             if worst in statuses:
                 return worst
         return PASS if PASS in statuses or not statuses else SKIP

@@ -31,8 +31,8 @@ from typing import Callable, IO, List, Optional, Sequence, Tuple
 
 from . import heartbeat, vm
 from .crash import Scanner
-from .errors import EXIT_FAIL, HarnessError
-from .report import json_report, junit, ktap
+from .errors import EXIT_ERROR, EXIT_FAIL, HarnessError
+from . import report
 from .results import ERROR, FAIL, Crash, RunResult, ScenarioResult
 from .watchdog import NOT_RUN
 
@@ -43,7 +43,7 @@ SILENT = 60.0  # seconds without a heartbeat before a guest counts as silent
 OVERRUN = 120.0  # seconds past a scenario's own timeout (its cleanup under TCG is slow)
 POWER_OFF = 15.0  # seconds from the guest's last heartbeat ("finished") to qemu's exit
 POLL = 0.2  # seconds between two looks at the guest
-WRITERS = {vm.RESULT_FILES[0]: json_report.write, vm.RESULT_FILES[1]: junit.write, vm.RESULT_FILES[2]: ktap.write}
+FORMATS = dict(zip(vm.RESULT_FILES, ("json", "junit", "ktap")))  # the merged result, as the guest writes them
 
 
 class Follower:
@@ -207,9 +207,9 @@ def run_scenarios(options: vm.VmOptions, run_args: Sequence[str], out: Path, *, 
         return last  # one clean boot: the guest's own result files stand
     kernel = next((b.result.kernel for b in boots if b.result), "") or (beat.kernel if beat else "")
     result = merged(selection, done_results, why_not, kernel, started, time.monotonic() - begin)
-    for name, write in WRITERS.items():
-        write(result, out / name)
-    status = EXIT_FAIL if result.status in (FAIL, ERROR) else last.status
+    for name, fmt in FORMATS.items():
+        report.write(fmt, result, out / name)
+    status = {FAIL: EXIT_FAIL, ERROR: EXIT_ERROR}.get(result.status, last.status)
     reasons = "; ".join(f"{s.name}: {s.reason}" for s in result.scenarios if s.status in (FAIL, ERROR))
     return dataclasses.replace(last, status=status, reason=reasons, result=result,
                                duration=round(sum(b.duration for b in boots), 3),

@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 from harness import cli, scenario
-from harness.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 
