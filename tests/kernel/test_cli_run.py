@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -159,7 +158,7 @@ def test_failed_cleanup_is_an_error_with_reports_and_restore_finishes_it(machine
     scenarios = json.loads((tmp_path / "r.json").read_text())["scenarios"]
     assert [(s["name"], s["status"]) for s in scenarios] == [("quick-scans", "error"), ("restore-after-run", "error")]
     failed = [c for c in scenarios[0]["checks"] if not c["passed"]]
-    assert [c["what"].split("(")[0] for c in failed] == [f"cleanup: Tracked.undo of cgroups MemCgroup"]
+    assert [c["what"].split("(")[0] for c in failed] == ["cleanup: Tracked.undo of cgroups MemCgroup"]
     assert "Traceback" in failed[0]["detail"] and "OSError" in failed[0]["detail"]
     assert "<error" in (tmp_path / "r.xml").read_text()
     assert "cleanup 1 of" in err and "Traceback" in err
