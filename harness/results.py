@@ -77,6 +77,7 @@ class RunResult:
     started: str  # ISO 8601 UTC
     duration: float  # seconds
     scenarios: Tuple[ScenarioResult, ...]
+    findings: Tuple[str, ...] = ()  # what the self-check found wrong in the kernel's truth sources (truthcheck.py)
 
     @property
     def status(self):

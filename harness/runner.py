@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import cgroup, faultinject, numa, pages, requirements, swap, taint
+from . import cgroup, faultinject, numa, pages, requirements, swap, taint, truthcheck
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
 from .errors import CannotRun, DeadlineExceeded, HarnessError, KernelError, Skip, WorkerError
@@ -120,7 +120,8 @@ class ScenarioRun:
         self.steps = []
         self.t0 = time.monotonic()
         self.deadline = self.t0 + scenario.timeout
-        self.metrics = Metrics(self.state, ctx.counters, ctx.roots.proc)
+        self.metrics = Metrics(self.state, ctx.counters, ctx.roots.proc, ctx.truth)
+        self.unchecked = []  # "what: why": checks this kernel's truth sources could not decide
         self.swap_dev = None
         self.cgroup = None
         self.injector = None
@@ -134,6 +135,11 @@ class ScenarioRun:
         return left
 
     def check(self, what, passed, detail):
+        """Record a check; passed None: this kernel cannot decide it (kept
+        apart from the checks: it neither passes nor blames the kernel)."""
+        if passed is None:
+            self.unchecked.append(f"{what}: {detail}")
+            return False
         self.checks.append(Check(what, bool(passed), detail))
         return passed
 
@@ -234,13 +240,16 @@ class ScenarioRun:
         shared = self.ctx.knobs.read_int("pages_shared")
         if shared != 0:
             return
-        mapped = []
+        mapped, unsure = [], 0
         for group in self.state.groups:
-            for view in self.metrics.region_views(group, "all"):
+            for view, maybe in self.metrics.judged_views(group, "all"):
+                unsure += maybe
                 if view.ksm:
                     mapped.append(f"pid {view.pid}: {view.ksm_count} KSM pages (first at page {view.ksm[0]})")
-        self.check(f"pages_shared == 0 => no KSM page mapped ({when})", not mapped,
-                   "; ".join(mapped[:5]) or "no process maps a KSM page")
+        passed = not mapped if mapped or not unsure else None
+        self.check(f"pages_shared == 0 => no KSM page mapped ({when})", passed,
+                   "; ".join(mapped[:5]) or (self.metrics.judge.reason(unsure) if unsure
+                                             else "no process maps a KSM page"))
 
     def verify_data(self, when, mode="intact"):
         """Every page of every worker and descendant has its pattern's content."""
@@ -338,14 +347,16 @@ class ScenarioRun:
         last = {}
 
         def holds():
-            ok, last["detail"] = self.metrics.holds(cond, reference)
-            return ok
+            last["ok"], last["detail"] = self.metrics.holds(cond, reference)
+            return last["ok"]
 
         try:
             wait_until(holds, timeout, cond.text)
             return True
         except DeadlineExceeded:
-            self.check(f"wait {cond.text} within {timeout:g}s (line {step.line})", False, last["detail"])
+            # still undecidable (None) at the deadline: cannot check, not failed
+            self.check(f"wait {cond.text} within {timeout:g}s (line {step.line})",
+                       None if last["ok"] is None else False, last["detail"])
             return False
 
     def fault_injection(self, a):
@@ -493,6 +504,7 @@ class RunContext:
         self.faults = faultinject.FailMakeRequest(sys=str(roots.sys), proc=str(roots.proc))
         self.original = None
         self.cleanup = None
+        self.truth = truthcheck.TRUSTED  # what run_all's self-check found the truth sources to be
 
 
 def run_scenario(ctx, sc):
@@ -545,6 +557,8 @@ def run_scenario(ctx, sc):
     failed = [c for c in run.checks if not c.passed]
     if status == PASS and failed:
         status, reason = FAIL, f"{failed[0].what}: {failed[0].detail}"
+    elif status == PASS and run.unchecked:
+        status, reason = ERROR, run.unchecked[0]
     elif status != PASS and failed and not reason:
         reason = failed[0].detail
     return ScenarioResult(
@@ -552,7 +566,7 @@ def run_scenario(ctx, sc):
         duration=round(time.monotonic() - started, 3), reason=reason, checks=tuple(run.checks),
         crashes=crashes, taint=tuple(new_taint), samples=tuple(sampler.samples), steps=tuple(run.steps),
         deltas=deltas(run.reference, end_values) if sampler_done else {},
-        notes=tuple(run.state.notes),
+        notes=tuple(run.state.notes) + tuple(f"not checked: {u}" for u in run.unchecked),
         log_context=tuple(r.text for r in watcher.context[-20:]),
     )
 
@@ -601,6 +615,8 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
             recover(ctx, stale, say)
         ctx.original = ctx.knobs.snapshot()
         journal.begin(ctx.original)
+        if scenarios:
+            ctx.truth = truthcheck.checked(ctx.knobs, roots.proc)
         for i, sc in enumerate(scenarios, 1):
             progress.scenario_started(sc.name, i, len(scenarios))
             result = run_scenario(ctx, sc)
@@ -620,7 +636,8 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
                 signal.signal(s, h)
             journal.unlock()
     return RunResult(kernel=platform.release(), started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     duration=round(time.monotonic() - started, 3), scenarios=tuple(results))
+                     duration=round(time.monotonic() - started, 3), scenarios=tuple(results),
+                     findings=ctx.truth.findings)
 
 
 def restore(roots=Roots(), journal=None, say=print):

@@ -49,6 +49,7 @@ def to_dict(run):
         "status": run.status,  # derived: ignored by load()
         "totals": totals(run),  # derived: ignored by load()
         "scenarios": [_scenario(s) for s in run.scenarios],
+        "findings": list(run.findings),
     }
 
 
@@ -107,7 +108,8 @@ def from_dict(doc, source="<json>"):
             scenarios.append(_scenario_from(d))
         where = "run"
         return RunResult(
-            kernel=doc["kernel"], started=doc["started"], duration=float(doc["duration"]), scenarios=tuple(scenarios)
+            kernel=doc["kernel"], started=doc["started"], duration=float(doc["duration"]), scenarios=tuple(scenarios),
+            findings=tuple(doc.get("findings", ())),
         )
     except KeyError as e:
         raise InputError(f"missing key {e}: the file is truncated or not from ksm-harness", file=source, field=where)

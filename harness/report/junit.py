@@ -78,6 +78,8 @@ def render(run):
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="kernel", value=clean(run.kernel))
         ET.SubElement(props, "property", name="file", value=clean(file))
+        for finding in run.findings:
+            ET.SubElement(props, "property", name="kernel_finding", value=one_line(finding))
         for s in scenarios:
             _testcase(suite, s, stem)
     ET.indent(root)
