@@ -7,7 +7,8 @@ unified hierarchy has the memory controller; its limit is memory.max.
 The two differ where KSM matters: lowering a v1 limit below what cannot be
 reclaimed fails with EBUSY (mem_cgroup_resize_max(); measured on 6.18 with
 merged KSM pages in the group), while v2's memory_max_write() never fails:
-it reclaims and then OOM-kills in the group.
+it reclaims and then OOM-kills in the group.  set_limit() reclaims through
+v2's memory.reclaim first, so that both answer EBUSY and neither OOM-kills.
 
 Like swap.py, every cgroup has a journal form (`to_journal`), handed to a
 `journal` callback before the group is made, so that the next start can
@@ -150,12 +151,15 @@ class MemCgroup:
 
     def set_limit(self, limit_bytes: Optional[int]) -> LimitResult:
         """Set the memory limit (v1 memory.limit_in_bytes, v2 memory.max);
-        None lifts it.  v2 never answers EBUSY: it OOM-kills in the group."""
+        None lifts it.  Both answer EBUSY when the group's usage cannot be
+        reclaimed below the limit (v2: see _reclaim_below)."""
         name = "memory.limit_in_bytes" if self.version == 1 else "memory.max"
         if limit_bytes is None:
             value = "-1" if self.version == 1 else "max"
         else:
             value = str(limit_bytes)
+            if self.version == 2 and not self._reclaim_below(limit_bytes):
+                return LimitResult.EBUSY
         try:
             _write(os.path.join(self.path, name), value)
         except OSError as exc:
@@ -165,6 +169,26 @@ class MemCgroup:
                 return LimitResult.EINVAL
             raise KernelError(f"writing {value} to {self.path}/{name}: {exc}") from exc
         return LimitResult.OK
+
+    def _reclaim_below(self, limit_bytes: int) -> bool:
+        """v2: reclaim the group down to limit_bytes first; False if the kernel
+        could not.  memory_max_write() never refuses a limit: what it cannot
+        reclaim it OOM-kills (measured on 6.12 with merged KSM pages in the
+        group), where v1's mem_cgroup_resize_max() answers EBUSY.  memory.reclaim
+        (5.19+, memory_reclaim()) fails with EAGAIN when it could not reclaim
+        that much, so asking it first gives v1's answer without an OOM kill.
+        Without memory.reclaim the limit is written as it is."""
+        over = self.usage() - limit_bytes
+        reclaim = os.path.join(self.path, "memory.reclaim")
+        if over <= 0 or not os.path.exists(reclaim):
+            return True
+        try:
+            _write(reclaim, str(over))
+        except OSError as exc:
+            if exc.errno == errno.EAGAIN:
+                return False
+            raise KernelError(f"writing {over} to {reclaim}: {exc}") from exc
+        return True
 
     def usage(self) -> int:
         """Bytes charged now (v1 memory.usage_in_bytes, v2 memory.current)."""

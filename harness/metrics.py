@@ -11,6 +11,11 @@ Three region metrics look across the group's processes at once, from the PFNs
 in pagemap: ksm_pages (how many distinct KSM page frames back the region),
 max_sharing (the most mappings of one KSM page frame, which max_page_sharing
 caps) and nodeN (pages whose frame is on NUMA node N, by move_pages()).
+
+Which pages are KSM pages is truthcheck.KsmJudge's to say: KPF_KSM where the
+run's self-check found it true, shared frames where it lies.  A count it
+cannot pin down is a Between, and a condition whose answer depends on where
+in that range the truth is holds as None: "cannot check on this kernel".
 """
 import collections
 import operator
