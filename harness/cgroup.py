@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from . import kernel
-from .errors import InputError, KernelError, Skip
+from .errors import DeadlineExceeded, InputError, KernelError, Skip
 from .wait import wait_until
 
 log = logging.getLogger("ksm-harness")
@@ -32,6 +32,7 @@ log = logging.getLogger("ksm-harness")
 PARENT = "ksm-harness"  # every group the harness makes lives in a directory of this name
 JOURNAL_RESOURCE = "memcg"  # the "resource" key of a journal entry
 EMPTY_TIMEOUT = 10.0  # seconds to move every task out (a forking worker adds tasks meanwhile)
+RECLAIM_TIMEOUT = 60.0  # seconds v2 reclaim may go on while it makes progress (swap to a loop device under TCG is slow)
 
 
 @dataclass(frozen=True)
@@ -172,22 +173,40 @@ class MemCgroup:
 
     def _reclaim_below(self, limit_bytes: int) -> bool:
         """v2: reclaim the group down to limit_bytes first; False if the kernel
-        could not.  memory_max_write() never refuses a limit: what it cannot
-        reclaim it OOM-kills (measured on 6.12 with merged KSM pages in the
-        group), where v1's mem_cgroup_resize_max() answers EBUSY.  memory.reclaim
-        (5.19+, memory_reclaim()) fails with EAGAIN when it could not reclaim
-        that much, so asking it first gives v1's answer without an OOM kill.
-        Without memory.reclaim the limit is written as it is."""
-        over = self.usage() - limit_bytes
+        cannot.  memory_max_write() never refuses a limit: what its 16 reclaim
+        passes do not free it OOM-kills (measured in a 6.12 guest: workers
+        killed with their pages still under writeback to a loop device),
+        where v1's mem_cgroup_resize_max() reclaims until a pass frees nothing
+        and then answers EBUSY.  memory.reclaim (5.19+, memory_reclaim())
+        fails with EAGAIN when it could not free that much; it is asked again
+        while the group shrinks or has pages under writeback, as v1 keeps
+        going while reclaim makes progress.  Without memory.reclaim the limit
+        is written as it is."""
         reclaim = os.path.join(self.path, "memory.reclaim")
-        if over <= 0 or not os.path.exists(reclaim):
+        if not os.path.exists(reclaim):
             return True
+        last = [None]
+
+        def below():
+            usage = self.usage()
+            if usage <= limit_bytes:
+                return True
+            try:
+                _write(reclaim, str(usage - limit_bytes))
+                return True
+            except OSError as exc:
+                if exc.errno != errno.EAGAIN:
+                    raise KernelError(f"writing {usage - limit_bytes} to {reclaim}: {exc}") from exc
+            progress = last[0] is None or usage < last[0] or self.stat().get("file_writeback", 0) > 0
+            last[0] = usage
+            if not progress:
+                raise _Unreclaimable()
+            return False
+
         try:
-            _write(reclaim, str(over))
-        except OSError as exc:
-            if exc.errno == errno.EAGAIN:
-                return False
-            raise KernelError(f"writing {over} to {reclaim}: {exc}") from exc
+            wait_until(below, RECLAIM_TIMEOUT, f"reclaiming {self.path} below {limit_bytes} bytes", interval=0.1)
+        except (_Unreclaimable, DeadlineExceeded):
+            return False
         return True
 
     def usage(self) -> int:
@@ -240,6 +259,10 @@ class MemCgroup:
             if exc.errno not in (errno.ENOTEMPTY, errno.EBUSY, errno.ENOENT):
                 raise
         return removed
+
+
+class _Unreclaimable(Exception):
+    """memory.reclaim gave up and the group neither shrank nor is writing back."""
 
 
 def to_journal(cg: MemCgroup) -> dict:
