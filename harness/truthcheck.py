@@ -96,7 +96,8 @@ def self_check(knobs, proc=Path("/proc"), timeout=MERGE_TIMEOUT):
 
         if any(v.ksm for v in views("plain") + views("twin")):
             findings.append(KPF_KSM_ON_ANON)
-        for name, value in (("pages_to_scan", 5000), ("sleep_millisecs", 10)) + ((("use_zero_pages", 1),) if zero else ()):
+        settings = [("pages_to_scan", 5000), ("sleep_millisecs", 10)] + ([("use_zero_pages", 1)] if zero else [])
+        for name, value in settings:
             knobs.write(name, value)
         knobs.write("run", 1)
 
