@@ -153,9 +153,10 @@ def _map_regions(w, zero):
 
 
 def _merging_counted(workers, proc):
-    """ksm_merging_pages is NPAGES in every worker (or there is no ksm_stat, before 5.19)."""
-    stats = [pages.ksm_stat(w.pid, proc) for w in workers]
-    return all(s is None or s.get("ksm_merging_pages") == NPAGES for s in stats)
+    """ksm_merging_pages is NPAGES in every worker, or there is none to check
+    (before 5.19; 6.1's ksm_stat has ksm_rmap_items only)."""
+    stats = [pages.ksm_stat(w.pid, proc) or {} for w in workers]
+    return all(s.get("ksm_merging_pages", NPAGES) == NPAGES for s in stats)
 
 
 class KsmJudge:
