@@ -125,3 +125,13 @@ def test_a_result_file_without_findings_still_loads(tmp_path):
     doc = json_report.to_dict(run_with_finding())
     del doc["findings"]
     assert json_report.from_dict(doc).findings == ()
+
+
+def test_ksm_merging_pages_checked_only_where_ksm_stat_has_it(tmp_path):
+    from types import SimpleNamespace
+    workers = [SimpleNamespace(pid=100)]
+    (tmp_path / "100").mkdir()
+    (tmp_path / "100" / "ksm_stat").write_text("ksm_rmap_items 128\n")  # 6.1: no ksm_merging_pages line
+    assert truthcheck._merging_counted(workers, tmp_path)
+    (tmp_path / "100" / "ksm_stat").write_text(f"ksm_rmap_items 128\nksm_merging_pages {truthcheck.NPAGES - 1}\n")
+    assert not truthcheck._merging_counted(workers, tmp_path)
