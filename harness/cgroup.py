@@ -7,7 +7,8 @@ unified hierarchy has the memory controller; its limit is memory.max.
 The two differ where KSM matters: lowering a v1 limit below what cannot be
 reclaimed fails with EBUSY (mem_cgroup_resize_max(); measured on 6.18 with
 merged KSM pages in the group), while v2's memory_max_write() never fails:
-it reclaims and then OOM-kills in the group.
+it reclaims and then OOM-kills in the group.  set_limit() reclaims through
+v2's memory.reclaim first, so that both answer EBUSY and neither OOM-kills.
 
 Like swap.py, every cgroup has a journal form (`to_journal`), handed to a
 `journal` callback before the group is made, so that the next start can
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from . import kernel
-from .errors import InputError, KernelError, Skip
+from .errors import DeadlineExceeded, InputError, KernelError, Skip
 from .wait import wait_until
 
 log = logging.getLogger("ksm-harness")
@@ -31,6 +32,7 @@ log = logging.getLogger("ksm-harness")
 PARENT = "ksm-harness"  # every group the harness makes lives in a directory of this name
 JOURNAL_RESOURCE = "memcg"  # the "resource" key of a journal entry
 EMPTY_TIMEOUT = 10.0  # seconds to move every task out (a forking worker adds tasks meanwhile)
+RECLAIM_TIMEOUT = 60.0  # seconds v2 reclaim may go on while it makes progress (swap to a loop device under TCG is slow)
 
 
 @dataclass(frozen=True)
@@ -150,12 +152,15 @@ class MemCgroup:
 
     def set_limit(self, limit_bytes: Optional[int]) -> LimitResult:
         """Set the memory limit (v1 memory.limit_in_bytes, v2 memory.max);
-        None lifts it.  v2 never answers EBUSY: it OOM-kills in the group."""
+        None lifts it.  Both answer EBUSY when the group's usage cannot be
+        reclaimed below the limit (v2: see _reclaim_below)."""
         name = "memory.limit_in_bytes" if self.version == 1 else "memory.max"
         if limit_bytes is None:
             value = "-1" if self.version == 1 else "max"
         else:
             value = str(limit_bytes)
+            if self.version == 2 and not self._reclaim_below(limit_bytes):
+                return LimitResult.EBUSY
         try:
             _write(os.path.join(self.path, name), value)
         except OSError as exc:
@@ -174,6 +179,44 @@ class MemCgroup:
         if self.version != 1:
             raise KernelError(f"{self.path}: oom_kill: false needs memcg v1 (memory.oom_control)")
         _write(os.path.join(self.path, "memory.oom_control"), "1")
+
+    def _reclaim_below(self, limit_bytes: int) -> bool:
+        """v2: reclaim the group down to limit_bytes first; False if the kernel
+        cannot.  memory_max_write() never refuses a limit: what its 16 reclaim
+        passes do not free it OOM-kills (measured in a 6.12 guest: workers
+        killed with their pages still under writeback to a loop device),
+        where v1's mem_cgroup_resize_max() reclaims until a pass frees nothing
+        and then answers EBUSY.  memory.reclaim (5.19+, memory_reclaim())
+        fails with EAGAIN when it could not free that much; it is asked again
+        while the group shrinks or has pages under writeback, as v1 keeps
+        going while reclaim makes progress.  Without memory.reclaim the limit
+        is written as it is."""
+        reclaim = os.path.join(self.path, "memory.reclaim")
+        if not os.path.exists(reclaim):
+            return True
+        last = [None]
+
+        def below():
+            usage = self.usage()
+            if usage <= limit_bytes:
+                return True
+            try:
+                _write(reclaim, str(usage - limit_bytes))
+                return True
+            except OSError as exc:
+                if exc.errno != errno.EAGAIN:
+                    raise KernelError(f"writing {usage - limit_bytes} to {reclaim}: {exc}") from exc
+            progress = last[0] is None or usage < last[0] or self.stat().get("file_writeback", 0) > 0
+            last[0] = usage
+            if not progress:
+                raise _Unreclaimable()
+            return False
+
+        try:
+            wait_until(below, RECLAIM_TIMEOUT, f"reclaiming {self.path} below {limit_bytes} bytes", interval=0.1)
+        except (_Unreclaimable, DeadlineExceeded):
+            return False
+        return True
 
     def usage(self) -> int:
         """Bytes charged now (v1 memory.usage_in_bytes, v2 memory.current)."""
@@ -225,6 +268,10 @@ class MemCgroup:
             if exc.errno not in (errno.ENOTEMPTY, errno.EBUSY, errno.ENOENT):
                 raise
         return removed
+
+
+class _Unreclaimable(Exception):
+    """memory.reclaim gave up and the group neither shrank nor is writing back."""
 
 
 def to_journal(cg: MemCgroup) -> dict:

@@ -12,7 +12,8 @@ What /init does (the contract with harness/vm.py):
   upper layer is a tmpfs, so the guest can write anywhere and the host sees
   none of it;
 - inside that new root mounts proc, sysfs, devtmpfs (+ devpts, /dev/shm),
-  debugfs, the cgroup v1 memory controller at /sys/fs/cgroup/memory, a tmpfs on
+  debugfs, the cgroup v1 memory controller at /sys/fs/cgroup/memory (or, on a
+  kernel without v1 memory, cgroup2 at /sys/fs/cgroup with +memory), a tmpfs on
   /run, and the writable 9p share RESULTS_TAG at GUEST_RESULTS (the side
   channel back to the host);
 - runs GUEST_RESULTS/COMMAND_FILE (written by the host) in the new root with
@@ -92,14 +93,25 @@ mount -t tmpfs -o mode=1777 shm $R/dev/shm || fail "mount $R/dev/shm"
 mount -t debugfs debugfs $R/sys/kernel/debug || fail "mount debugfs"
 mount -t tmpfs -o mode=0755 cgroup $R/sys/fs/cgroup || fail "mount tmpfs on cgroup"
 mkdir $R/sys/fs/cgroup/memory
-mount -t cgroup -o memory memory $R/sys/fs/cgroup/memory || fail "mount cgroup v1 memory"
+if mount -t cgroup -o memory memory $R/sys/fs/cgroup/memory 2>/dev/null; then
+    BOOTCG=$R/sys/fs/cgroup/memory/ksm-harness-boot
+else
+    # No v1 memory controller (6.12+ without CONFIG_MEMCG_V1, mm/memcontrol-v1.c):
+    # memory is on the unified hierarchy only.  Its children get a memory
+    # controller once the root's subtree_control has it (cgroup_subtree_control_write()).
+    umount $R/sys/fs/cgroup || fail "umount tmpfs on cgroup"
+    mount -t cgroup2 cgroup2 $R/sys/fs/cgroup || fail "mount cgroup v1 memory or cgroup2"
+    echo +memory > $R/sys/fs/cgroup/cgroup.subtree_control || fail "enable +memory in cgroup2"
+    BOOTCG=$R/sys/fs/cgroup/ksm-harness-boot
+fi
 # The first memcg below the root switches kmem accounting on: a static key in
 # every kmalloc, patched live through int3 (mm/memcontrol.c memcg_online_kmem()
-# -> static_branch_enable(), arch/x86/kernel/alternative.c text_poke_bp()).
+# -> static_branch_enable(), arch/x86/kernel/alternative.c text_poke_bp()),
+# on v1 and v2 alike (the css of a memory-enabled child is what comes online).
 # Under multi-threaded TCG a vCPU running kmalloc while that patch lands can
 # spin on the int3 for good (seen on 6.1: RCU stalls in cgroup_mkdir, about one
 # boot in twelve).  Flip it now, while nothing else runs.
-mkdir $R/sys/fs/cgroup/memory/ksm-harness-boot && rmdir $R/sys/fs/cgroup/memory/ksm-harness-boot
+mkdir $BOOTCG && rmdir $BOOTCG
 # The host's /run (pid files, sockets) means nothing in the guest.
 mount -t tmpfs -o mode=0755 run $R/run || fail "mount $R/run"
 mkdir -p $RES
@@ -292,7 +304,7 @@ def entries(busybox: bytes, modules: Sequence[Tuple[str, bytes]] = ()) -> List[E
     # (console_on_rootfs() in init/main.c): it must exist in the archive.
     result.append(chardev("dev/console", 5, 1))
     result.append(regular("bin/busybox", busybox, 0o755))
-    result += [symlink(f"bin/{a}", "busybox") for a in ("sh", "mount", "mkdir", "insmod", "cp", "cat",
+    result += [symlink(f"bin/{a}", "busybox") for a in ("sh", "mount", "mkdir", "rmdir", "insmod", "cp", "cat",
                                                          "chroot", "sync", "umount", "poweroff")]
     result.append(regular("init", init_script().encode(), 0o755))
     if modules:

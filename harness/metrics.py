@@ -11,16 +11,43 @@ Three region metrics look across the group's processes at once, from the PFNs
 in pagemap: ksm_pages (how many distinct KSM page frames back the region),
 max_sharing (the most mappings of one KSM page frame, which max_page_sharing
 caps) and nodeN (pages whose frame is on NUMA node N, by move_pages()).
+
+Which pages are KSM pages is truthcheck.KsmJudge's to say: KPF_KSM where the
+run's self-check found it true, shared frames where it lies.  A count it
+cannot pin down is a Between, and a condition whose answer depends on where
+in that range the truth is holds as None: "cannot check on this kernel".
 """
 import collections
 import operator
 
-from . import hwpoison, numa, pages
+from . import hwpoison, numa, pages, truthcheck
 from .errors import KernelError
 from .scenario import NODE_METRIC_RE
 
 OPS = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le,
        ">": operator.gt, "<": operator.lt}
+
+
+class Between(int):
+    """A count known only to lie between itself and .high: pages that may be
+    KSM pages cannot be told from copies on this kernel (truthcheck.KsmJudge)."""
+
+    def __new__(cls, low, high):
+        count = super().__new__(cls, low)
+        count.high = high  # the most the count can be
+        return count
+
+
+def decide(op, value, want):
+    """True/False if `value OP want` has one answer for every count the value
+    may be (see Between), None if the answer depends on which it is."""
+    lo, hi = int(value), getattr(value, "high", value)
+    if lo == hi:
+        return OPS[op](lo, want)
+    if op in ("==", "!="):
+        return None if lo <= want <= hi else op == "!="
+    low, high = OPS[op](lo, want), OPS[op](hi, want)
+    return low if low == high else None
 
 
 def on_node(view, node):
@@ -30,10 +57,11 @@ def on_node(view, node):
 
 
 class Metrics:
-    def __init__(self, state, counters, proc):
+    def __init__(self, state, counters, proc, truth=truthcheck.TRUSTED):
         self.state = state  # runner.RunState: workers by group, per-region tallies
         self.counters = counters
         self.proc = proc
+        self.judge = truthcheck.KsmJudge(truth, proc)  # which mapped pages are KSM pages on this kernel
 
     def processes(self, group):
         """(pid, worker) of every live worker of the group and its descendants."""
@@ -45,17 +73,33 @@ class Metrics:
             out.extend((d.pid, w) for d in w.descendants())
         return out
 
-    def region_views(self, group, region):
-        views = []
+    def _placed(self, group, region):
+        """(worker name, region name, view) of what each process maps."""
+        placed = []
         for pid, w in self.processes(group):
             for name, info in w.regions.items():
                 if region not in ("all", name):
                     continue
                 try:
-                    views.append(pages.region_pages(pid, info["addr"], info["npages"], self.proc))
+                    placed.append((w.name, name, pages.region_pages(pid, info["addr"], info["npages"], self.proc)))
                 except (FileNotFoundError, ProcessLookupError):
                     continue  # a short-lived child exited while we looked
-        return views
+        return placed
+
+    def judged_views(self, group, region):
+        """[(view, unsure)]: each process's view of the region, its .ksm the
+        pages this kernel's truth shows as KSM pages, and how many more may
+        be (truthcheck.KsmJudge; always 0 where KPF_KSM is trusted).  Where
+        it is not, the judge looks at every process of the scenario at once."""
+        if self.judge.truth.kpf_ksm:
+            return [(v, 0) for _, _, v in self._placed(group, region)]
+        placed = self._placed("all", "all")
+        mine = {w.name for w in self.state.workers_of(group)}
+        judged = self.judge.judge([(worker, v) for worker, _, v in placed])
+        return [j for (worker, name, _), j in zip(placed, judged) if worker in mine and region in ("all", name)]
+
+    def region_views(self, group, region):
+        return [v for v, _ in self.judged_views(group, region)]
 
     def swapcache(self, group, region):
         """Pages in swap cache (KPF_SWAPCACHE), swapped-out ones included for
@@ -109,20 +153,27 @@ class Metrics:
             return self.state.tally(group, region, metric), None
         if metric == "lost_in_swapcache":
             return self.lost_in_swapcache(group, region)
-        views = self.region_views(group, region)
+        judged = self.judged_views(group, region)
+        views = [v for v, _ in judged]
+        unsure = sum(u for _, u in judged)
         if metric == "processes":
             return len(views), None
         denom = sum(v.npages for v in views)
         if metric in ("ksm_pages", "max_sharing"):
             counts = collections.Counter(v.pfns[i] for v in views for i in v.ksm)
-            return (len(counts) if metric == "ksm_pages" else max(counts.values(), default=0)), None
+            if metric == "ksm_pages":  # each unsure page may be a frame of its own
+                return Between(len(counts), len(counts) + unsure), None
+            most = max(counts.values(), default=0)
+            return Between(most, max(most, 1 if unsure else 0)), None
         if metric == "swapcache":
             return self.swapcache(group, region), denom
         node = NODE_METRIC_RE.match(metric)
         if node:
             return sum(on_node(v, int(node.group(1))) for v in views), denom
-        attr = {"ksm": "ksm_count"}.get(metric, metric)
-        return sum(getattr(v, attr) for v in views), denom
+        if metric == "ksm":
+            ksm = sum(v.ksm_count for v in views)
+            return Between(ksm, ksm + unsure), denom
+        return sum(getattr(v, metric) for v in views), denom
 
     def lost_in_swapcache(self, group, region):
         """(frames recorded at pageout that are poisoned, unmapped, in swapcache
@@ -136,13 +187,18 @@ class Metrics:
         return sum(map(hwpoison.lost_in_swapcache, pages.kpageflags(frames, self.proc))), denom
 
     def holds(self, cond, reference=None):
-        """(bool, detail) for a condition now."""
+        """(True, False or None, detail) for a condition now; None: this
+        kernel's truth sources cannot decide it, and the detail says why."""
         value, denom = self.value(cond, reference)
         want = cond.value
         if cond.percent:
             want = (denom or 0) * cond.value / 100
-        ok = OPS[cond.op](value, want)
-        shown = f"{'+' if cond.delta else ''}{cond.name}={value}"
+        ok = decide(cond.op, value, want)
+        high = getattr(value, "high", value)
+        shown = f"{'+' if cond.delta else ''}{cond.name}={int(value)}" + (f" to {high}" if high != value else "")
         if cond.percent:
             shown += f" of {denom} pages"
-        return ok, f"{shown} (want {cond.op} {cond.value}{'%' if cond.percent else ''})"
+        detail = f"{shown} (want {cond.op} {cond.value}{'%' if cond.percent else ''})"
+        if ok is None:
+            detail += f": {self.judge.reason(high - value)}"
+        return ok, detail

@@ -84,6 +84,7 @@ class RunResult:
     # What the scenarios ran on, for reports that carry it (KCIDB's environment):
     # "machine", "hostname", "cpu", "numa_nodes", "kernel_version", "kernel_config", ...
     environment: Mapping[str, str] = field(default_factory=dict)
+    findings: Tuple[str, ...] = ()  # what the self-check found wrong in the kernel's truth sources (truthcheck.py)
 
     @property
     def status(self):

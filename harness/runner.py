@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import attribution, cgroup, environment, faultinject, hwpoison, lkdtm, numa, pages, requirements, swap, taint, truth
+from . import (attribution, cgroup, environment, faultinject, hwpoison, lkdtm, numa, pages, requirements, swap, taint,
+               truth, truthcheck)
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
 from .errors import (CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, ScenarioStopped, Skip,
@@ -166,9 +167,10 @@ class ScenarioRun:
         self.steps = []
         self.t0 = time.monotonic()
         self.deadline = self.t0 + scenario.timeout
-        self.metrics = Metrics(self.state, ctx.counters, ctx.roots.proc)
+        self.metrics = Metrics(self.state, ctx.counters, ctx.roots.proc, ctx.truth)
         self.truth = truth.Truth(ctx.knobs, ctx.roots.proc, truth.uses_merge_any(scenario))
         self.racing = False  # inside a concurrent step: workers act, ksmd is not quiet
+        self.unchecked = []  # "what: why": checks this kernel's truth sources could not decide
         self.swap_dev = None
         self.cgroup = None
         self.injector = None
@@ -200,6 +202,12 @@ class ScenarioRun:
         return tuple(s for s in seen if s.state == "D")
 
     def check(self, what, passed, detail, kernel=True):
+        """Record a check; passed None: this kernel cannot decide it (kept
+        apart from the checks: an ERROR "cannot check on this kernel", which
+        neither passes nor blames the kernel)."""
+        if passed is None:
+            self.unchecked.append(f"{what}: {detail}")
+            return False
         self.checks.append(Check(what, bool(passed), detail, kernel))
         return passed
 
@@ -297,12 +305,15 @@ class ScenarioRun:
         (pages.mergeable_mappings()).  Then, where ksmd is quiet, the page
         truth of every counter."""
         processes = self.metrics.processes("all")
-        seen = self.truth.look(processes)
         shared = self.ctx.knobs.read_int("pages_shared")
         what = f"pages_shared == 0 => no KSM page mapped ({when})"
         if shared != 0:
             self.check(what, True, f"not applicable: pages_shared={shared} at that point")
-        else:
+        if not self.metrics.judge.truth.kpf_ksm:
+            self.invariant_judged(what, shared)
+            return
+        seen = self.truth.look(processes)
+        if shared == 0:
             mapped = [f"{s.label} (pid {s.pages.pid}): {len(s.pages.ksm)} KSM pages (first at "
                       f"{s.pages.ksm[0][0]:#x})" for s in seen if s.pages.ksm]
             self.check(what, not mapped, "; ".join(mapped[:5]) or
@@ -312,6 +323,25 @@ class ScenarioRun:
             checks, notes = self.truth.check(when, seen, {pid for pid, _ in processes})
             self.checks.extend(checks)
             self.state.notes.extend(notes)
+
+    def invariant_judged(self, what, shared):
+        """The invariant where this kernel's KPF_KSM lies (truthcheck.py): the
+        judge decides which pages are KSM pages, and the counters' page truth,
+        which rests on KPF_KSM, is left out, with a note saying so."""
+        note = "counters not held against page truth: this kernel's KPF_KSM cannot be trusted (run findings)"
+        if note not in self.state.notes:
+            self.state.notes.append(note)
+        if shared != 0:
+            return
+        mapped, unsure = [], 0
+        for group in self.state.groups:
+            for view, maybe in self.metrics.judged_views(group, "all"):
+                unsure += maybe
+                if view.ksm:
+                    mapped.append(f"pid {view.pid}: {view.ksm_count} KSM pages (first at page {view.ksm[0]})")
+        passed = False if mapped else None if unsure else True  # None: cannot check here
+        self.check(what, passed, "; ".join(mapped[:5]) or (self.metrics.judge.reason(unsure) if unsure
+                                                              else "no process maps a KSM page"))
 
     def attributed(self, cond):
         """A rise of a machine-wide KSM counter (+ksm_swpin_copy) is this
@@ -453,14 +483,16 @@ class ScenarioRun:
         last = {}
 
         def holds():
-            ok, last["detail"] = self.metrics.holds(cond, reference)
-            return ok
+            last["ok"], last["detail"] = self.metrics.holds(cond, reference)
+            return last["ok"]
 
         try:
             wait_until(holds, timeout, cond.text)
             return True
         except DeadlineExceeded:
-            self.check(f"wait {cond.text} within {timeout:g}s (line {step.line})", False, last["detail"])
+            # still undecidable (None) at the deadline: cannot check, not failed
+            self.check(f"wait {cond.text} within {timeout:g}s (line {step.line})",
+                       None if last["ok"] is None else False, last["detail"])
             return False
 
     def fault_injection(self, a):
@@ -658,6 +690,7 @@ class RunContext:
         self.original = None
         self.cleanup = None
         self.unfit = None  # "SCENARIO (TITLE)" once the kernel is no longer fit to run more
+        self.truth = truthcheck.TRUSTED  # what run_all's self-check found the truth sources to be
 
 
 def run_scenario(ctx, sc):
@@ -735,13 +768,13 @@ def run_scenario(ctx, sc):
                   stuck_text(run.pool.unreaped) + ": left to the kernel, not waited for")
         report = dog.report or (crashes[0] if crashes else None)
         ctx.unfit = f"{sc.name} ({report.title if report else 'workers stuck in the kernel'})"
-    status, reason = verdict(run.checks, run.errors)
+    status, reason = verdict(run.checks, run.errors + [f"cannot check on this kernel: {u}" for u in run.unchecked])
     return ScenarioResult(
         name=sc.name, file=sc.file, line=sc.line, status=status,
         duration=round(time.monotonic() - started, 3), reason=reason, checks=tuple(run.checks),
         crashes=crashes, taint=tuple(new_taint), samples=tuple(sampler.samples), steps=tuple(run.steps),
         deltas=deltas(run.reference, end_values) if sampler_done else {},
-        notes=tuple(run.state.notes),
+        notes=tuple(run.state.notes) + tuple(f"not checked: {u}" for u in run.unchecked),
         log_context=tuple(r.text for r in watcher.context[-20:]),
         **identity,
     )
@@ -848,6 +881,8 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
             recover_stale(ctx, journal, stale, say)
         ctx.original = ctx.knobs.snapshot()
         journal.begin(ctx.original)
+        if scenarios:
+            ctx.truth = truthcheck.checked(ctx.knobs, roots.proc)
         run_log.start()
         for i, sc in enumerate(scenarios, 1):
             progress.scenario_started(sc.name, i, len(scenarios))
@@ -895,7 +930,7 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
                                [Check(f"cleanup: {f.what}", False, f.traceback, kernel=False) for f in failures]))
     return RunResult(kernel=platform.release(), started=started_at,
                      duration=round(time.monotonic() - started, 3), scenarios=tuple(results),
-                     environment=environment.describe(roots.proc, roots.sys))
+                     environment=environment.describe(roots.proc, roots.sys), findings=ctx.truth.findings)
 
 
 def _now():

@@ -241,6 +241,7 @@ def render(run):
             f'<p class="meta">kernel {_e(run.kernel)} &middot; started {_e(run.started)} &middot; '
             f"{_e(format_duration(run.duration))} &middot; {len(run.scenarios)} scenarios: "
             f"{count[PASS]} passed, {count[FAIL]} failed, {count[SKIP]} skipped, {count[ERROR]} errored</p>",
+            *[f'<p class="bad"><b>Kernel finding:</b> {_e(f)}</p>' for f in run.findings],
             "<table><tr><th>Status</th><th>Scenario</th><th>Duration</th><th>Reason</th></tr>",
             *rows,
             "</table>",

@@ -52,6 +52,7 @@ def to_dict(run):
         "totals": totals(run),  # derived: ignored by load()
         "scenarios": [_scenario(s) for s in run.scenarios],
         "environment": dict(run.environment),
+        "findings": list(run.findings),
     }
 
 
@@ -114,6 +115,7 @@ def from_dict(doc, source="<json>"):
         return RunResult(
             kernel=doc["kernel"], started=doc["started"], duration=float(doc["duration"]), scenarios=tuple(scenarios),
             environment={k: str(v) for k, v in doc.get("environment", {}).items()},
+            findings=tuple(doc.get("findings", ())),
         )
     except KeyError as e:
         raise InputError(f"missing key {e}: the file is truncated or not from ksm-harness", file=source, field=where)

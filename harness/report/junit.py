@@ -81,6 +81,8 @@ def render(run):
         ET.SubElement(props, "property", name="file", value=clean(file))
         for key, value in sorted(run.environment.items()):
             ET.SubElement(props, "property", name=f"environment.{clean(key)}", value=clean(value))
+        for finding in run.findings:
+            ET.SubElement(props, "property", name="kernel_finding", value=one_line(finding))
         for s in scenarios:
             _testcase(suite, s)
     ET.indent(root)

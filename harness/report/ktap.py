@@ -23,7 +23,7 @@ An errored scenario is "not ok N name # error reason", as kselftest.h's
 ksft_test_result_error() prints it; the totals line is ksft_print_cnts()'s.
 """
 from ..results import ERROR, FAIL, PASS, SKIP
-from .terminal import diagnostics, one_line, totals
+from .terminal import diagnostics, findings, one_line, totals
 from .testid import case_id
 
 
@@ -32,6 +32,7 @@ def render(run):
     lines = ["KTAP version 1", f"1..{len(run.scenarios)}"]
     if run.kernel:
         lines.append(f"# kernel: {one_line(run.kernel)}")
+    lines.extend(f"# {f}" for f in findings(run))
     for number, s in enumerate(run.scenarios, 1):
         reason = one_line(s.reason)
         if s.status == FAIL and reason:  # skip and error reasons go on the result line

@@ -94,6 +94,12 @@ def diagnostics(scenario):
     return problems(scenario) + [line for line in (exercised(scenario),) if line]
 
 
+def findings(run):
+    """The run's findings about the kernel (its self-check of the truth
+    sources), one line each: "kernel finding: ..."."""
+    return [f"kernel finding: {one_line(f)}" for f in run.findings]
+
+
 def format_duration(seconds):
     """"0.52s", "12.3s", "2m03s", "1h02m"."""
     if seconds < 10:
@@ -133,6 +139,7 @@ def summary(run, colour=False):
         lines.append(line.rstrip())
         lines.extend(f"      {p}" for p in diagnostics(s))
         lines.extend(f"      note: {one_line(n)}" for n in s.notes)
+    lines.extend(findings(run))
     count = totals(run)
     lines.append(
         f"{len(run.scenarios)} scenarios: {count[PASS]} passed, {count[FAIL]} failed, "

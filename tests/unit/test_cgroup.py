@@ -144,6 +144,42 @@ def test_set_limit_errors(tmp_path, monkeypatch, err, want):
     assert cgroup.MemCgroup(str(tmp_path), 1, "/").set_limit(1) is want
 
 
+def v2_group(tmp_path, usage, reclaim_errno=None, monkeypatch=None):
+    """A fake v2 group charged `usage` bytes whose memory.reclaim fails with reclaim_errno."""
+    (tmp_path / "memory.current").write_text(f"{usage}\n")
+    (tmp_path / "memory.stat").write_text("anon 5242880\nfile_writeback 0\n")
+    (tmp_path / "memory.reclaim").write_text("")
+    written = []
+
+    def write(path, value):
+        written.append((os.path.basename(path), value))
+        if reclaim_errno and path.endswith("memory.reclaim"):
+            raise OSError(reclaim_errno, os.strerror(reclaim_errno))
+
+    monkeypatch.setattr(cgroup, "_write", write)
+    return cgroup.MemCgroup(str(tmp_path), 2, "/"), written
+
+
+def test_set_limit_v2_reclaims_first(tmp_path, monkeypatch):
+    cg, written = v2_group(tmp_path, 5 << 20, monkeypatch=monkeypatch)
+    assert cg.set_limit(1 << 20) is cgroup.LimitResult.OK
+    assert written == [("memory.reclaim", str(4 << 20)), ("memory.max", str(1 << 20))]
+
+
+def test_set_limit_v2_unreclaimable_is_ebusy_without_an_oom_kill(tmp_path, monkeypatch):
+    # memory_reclaim() gives EAGAIN: memory.max is not written, so memory_max_write() cannot OOM-kill
+    cg, written = v2_group(tmp_path, 5 << 20, errno.EAGAIN, monkeypatch)
+    assert cg.set_limit(1 << 20) is cgroup.LimitResult.EBUSY
+    # asked once more (the first answer gives nothing to compare), then no progress: EBUSY
+    assert written == [("memory.reclaim", str(4 << 20))] * 2
+
+
+def test_set_limit_v2_under_the_limit_needs_no_reclaim(tmp_path, monkeypatch):
+    cg, written = v2_group(tmp_path, 1 << 20, monkeypatch=monkeypatch)
+    assert cg.set_limit(4 << 20) is cgroup.LimitResult.OK
+    assert written == [("memory.max", str(4 << 20))]
+
+
 def test_set_limit_other_error_raises(tmp_path, monkeypatch):
     def refuse(path, value):
         raise OSError(errno.EIO, "I/O error")

@@ -72,8 +72,13 @@ def test_init_script_names_the_contract():
     assert f"{initramfs.GUEST_RESULTS}/{initramfs.COMMAND_FILE}" in script
     assert f"$RES/{initramfs.EXIT_FILE}" in script
     memcg = script.index("mount -t cgroup -o memory memory $R/sys/fs/cgroup/memory")
-    # kmem accounting's static key is switched on before the command runs
-    assert memcg < script.index("mkdir $R/sys/fs/cgroup/memory/ksm-harness-boot") < script.index("chroot $R")
+    # without v1 memory (6.12+, CONFIG_MEMCG_V1=n): cgroup2 with the memory controller delegated
+    v2 = script.index("mount -t cgroup2 cgroup2 $R/sys/fs/cgroup")
+    assert memcg < v2 < script.index("echo +memory > $R/sys/fs/cgroup/cgroup.subtree_control")
+    # kmem accounting's static key is switched on before the command runs, on either hierarchy
+    assert "BOOTCG=$R/sys/fs/cgroup/memory/ksm-harness-boot" in script
+    assert "BOOTCG=$R/sys/fs/cgroup/ksm-harness-boot" in script
+    assert v2 < script.index("mkdir $BOOTCG && rmdir $BOOTCG") < script.index("chroot $R")
     assert "poweroff -f" in script
     assert not re.search(r"\{[a-z_]+\}", script)  # every template field filled
 
