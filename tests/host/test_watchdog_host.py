@@ -4,8 +4,11 @@
   below what it writes): the scenario FAILs at its deadline naming the worker,
   its state and wchan; the cleanup lifts the limit, kills and reaps it, and
   the next scenario of the same run passes.
-- A kernel report (written into /dev/kmsg: the runner counts user records)
-  stops a scenario that waits for 120 s within seconds.
+- A kernel report stops a scenario that waits for 120 s within seconds.  The
+  runner counts only the kernel's own records, so the fake reports go through
+  the test seam: roots.kmsg pointed at a log file the test appends records to
+  in /dev/kmsg's own format ("pri,seq,usec,-;text", usec on CLOCK_MONOTONIC
+  as printk's local_clock() stamps them).
 Each check that nothing is left: knobs, cgroups, processes.
 """
 import os
@@ -17,8 +20,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import cgroup, runner, scenario
+from harness import attribution, cgroup, runner, scenario
 from harness.knobs import Knobs
+from harness.lock import MachineLock
 from harness.report.terminal import Progress
 from harness.results import FAIL, PASS
 
@@ -38,17 +42,35 @@ def leftovers():
     return groups, [p.pid for p in psutil.Process().children(recursive=True)]
 
 
-def run(*names):
+@pytest.fixture
+def log(tmp_path):
+    """The kernel-log seam: a file the runner tails like /dev/kmsg."""
+    path = tmp_path / "kmsg.log"
+    path.write_text("")
+    return path
+
+
+def append(log, line, seq=[1 << 40]):
+    """One kernel record at this moment, in /dev/kmsg's format."""
+    seq[0] += 1
+    with open(log, "a") as f:
+        f.write(f"{line[1]},{seq[0]},{int(attribution.now() * 1e6)},-;{line[3:]}\n")
+
+
+def run(*names, progress=None, kmsg=Path("/dev/kmsg"), tmp=None):
+    """run_all over the named scenarios.  tests/host/conftest.py holds the
+    machine lock for the whole test, so the run takes a lock file of its own."""
     scenarios = [sc for name in names for sc in scenario.load_file(DATA / f"{name}.yaml")]
-    return runner.run_all(scenarios, Progress(enabled=False), say=lambda m: None)
+    return runner.run_all(scenarios, progress or Progress(enabled=False), roots=runner.Roots(kmsg=kmsg),
+                          say=lambda m: None, lock=MachineLock(tmp / "lock"))
 
 
-def test_worker_stuck_in_page_fault_fails_at_deadline_and_run_goes_on():
+def test_worker_stuck_in_page_fault_fails_at_deadline_and_run_goes_on(tmp_path):
     if cgroup.available() or cgroup.find_hierarchy().version != 1:
         pytest.skip("needs the memcg v1 controller (memory.oom_control)")
     knobs = Knobs().snapshot()
     started = time.monotonic()
-    stuck, quiet = run("stuck-in-memcg", "quiet").scenarios
+    stuck, quiet = run("stuck-in-memcg", "quiet", tmp=tmp_path).scenarios
     assert stuck.status == FAIL, stuck.reason
     # the watchdog's "scenario timeout of 20s reached" or the reply's own deadline, the same moment
     assert "timeout of 20s reached" in stuck.reason or "no answer in time after" in stuck.reason, stuck.reason
@@ -62,16 +84,15 @@ def test_worker_stuck_in_page_fault_fails_at_deadline_and_run_goes_on():
     assert Knobs().snapshot() == knobs
 
 
-def test_kernel_report_stops_scenario_at_once():
+def test_kernel_report_stops_scenario_at_once(tmp_path, log):
     title = "ksmh_watchdog_" + uuid.uuid4().hex[:10]
 
     def report():
         time.sleep(3)
-        with open("/dev/kmsg", "w") as kmsg:
-            kmsg.write(f"<4>WARNING: CPU: 0 PID: 1 at mm/ksm.c:1 {title}+0x0/0x1\n")
+        append(log, f"<4>WARNING: CPU: 0 PID: 1 at mm/ksm.c:1 {title}+0x0/0x1")
 
     threading.Thread(target=report, daemon=True).start()
-    (result,) = run("long-wait-for-report").scenarios
+    (result,) = run("long-wait-for-report", kmsg=log, tmp=tmp_path).scenarios
     assert result.status == FAIL
     assert f"the kernel reported WARNING in {title}" in result.reason, result.reason
     assert result.duration < 30, result.duration  # not the 120 s wait
@@ -80,25 +101,23 @@ def test_kernel_report_stops_scenario_at_once():
 
 
 class InjectAfter(Progress):
-    """Writes fake reports into /dev/kmsg once the first scenario's own watcher has stopped."""
+    """Appends fake kernel records to the log once the first scenario's own watcher has stopped."""
 
-    def __init__(self, lines):
+    def __init__(self, log, lines):
         super().__init__(enabled=False)
-        self.lines = lines
+        self.log, self.lines = log, lines
 
     def scenario_done(self, result):
-        for line in self.lines:  # one write() is one record (devkmsg_write())
-            with open("/dev/kmsg", "w") as kmsg:
-                kmsg.write(line + "\n")
+        for line in self.lines:
+            append(self.log, line)
         self.lines = []
 
 
-def test_late_reports_are_attributed_or_run_level():
+def test_late_reports_are_attributed_or_run_level(tmp_path, log):
     late, old = ("ksmh_late_" + uuid.uuid4().hex[:10]), ("ksmh_old_" + uuid.uuid4().hex[:8])
-    progress = InjectAfter([f"<4>WARNING: CPU: 0 PID: 1 at mm/ksm.c:1 {late}+0x0/0x1",
+    progress = InjectAfter(log, [f"<4>WARNING: CPU: 0 PID: 1 at mm/ksm.c:1 {late}+0x0/0x1",
                             f"<3>INFO: task {old}:1 blocked for more than 100000 seconds."])
-    scenarios = scenario.load_file(DATA / "quiet.yaml")
-    results = runner.run_all(scenarios, progress, say=lambda m: None).scenarios
+    results = run("quiet", progress=progress, kmsg=log, tmp=tmp_path).scenarios
     assert [r.name for r in results] == ["quiet", "kernel report outside any scenario"]
     quiet, outside = results
     assert quiet.status == FAIL and f"WARNING in {late}" in quiet.reason, quiet.reason
