@@ -44,15 +44,22 @@ def named_time(crash: Crash, usec: Optional[int]) -> Optional[float]:
     return usec / 1e6 - (int(blocked.group(1)) if blocked else 0)
 
 
+def _identity(crash: Crash):
+    """The same report as a scenario's watcher and the run's saw it: its
+    /dev/kmsg sequence number, or (a console log line has none) its title and
+    first line."""
+    return crash.seq if crash.seq is not None else (crash.title, crash.lines[0] if crash.lines else "")
+
+
 def attribute(results: Sequence[ScenarioResult], windows: Sequence[Window], crashes: Sequence[Crash],
               usec_of_seq) -> List[ScenarioResult]:
     """`results` with every report of `crashes` no result holds yet given to
     the scenario whose window holds its named time, or to an OUTSIDE result."""
-    held = {c.seq for r in results for c in r.crashes if c.seq is not None}
+    held = {_identity(c) for r in results for c in r.crashes}
     out = list(results)
     outside = []
     for crash in crashes:
-        if crash.seq in held:
+        if _identity(crash) in held:
             continue
         t = named_time(crash, usec_of_seq(crash.seq))
         index = next((i for i, w in enumerate(windows)

@@ -36,7 +36,7 @@ def test_judge_without_kpf_ksm_sees_merged_pages_not_fork_copies(ksm, pool):
         return [(w.name, pages.region_pages(w.pid, w.regions[r]["addr"], NPAGES)) for w in ws for r in ("m", "p")]
 
     wait_until(lambda: all(v.ksm_count == NPAGES for name, v in views()[::2]), 60, "the m regions merge")
-    ws[0].call("fork", count=1, live_cap=1)
+    ws[0].call("fork", count=1, duration=60, depth=1, live_cap=1, lifetime_us=0, interval_us=0, until_told=False)
     (child,) = ws[0].descendants()
     placed = views() + [("w[0]", pages.region_pages(child.pid, ws[0].regions[r]["addr"], NPAGES)) for r in ("m", "p")]
     lying = truthcheck.Truth(kpf_ksm=False, findings=(truthcheck.KPF_KSM_ON_ANON,))
