@@ -769,6 +769,11 @@ def run_scenario(ctx, sc):
         report = dog.report or (crashes[0] if crashes else None)
         ctx.unfit = f"{sc.name} ({report.title if report else 'workers stuck in the kernel'})"
     status, reason = verdict(run.checks, run.errors + [f"cannot check on this kernel: {u}" for u in run.unchecked])
+    if status == FAIL and unexpected:
+        # the kernel's report is the headline, whatever it broke next (a worker it killed)
+        headline = f"the kernel reported {unexpected[0].title}"
+        if headline not in reason:
+            reason = f"{headline} (log line {unexpected[0].line}); {reason}"
     return ScenarioResult(
         name=sc.name, file=sc.file, line=sc.line, status=status,
         duration=round(time.monotonic() - started, 3), reason=reason, checks=tuple(run.checks),

@@ -456,8 +456,9 @@ class Parser:
         if first is not None and region not in (None, "all"):
             named = {WORKER_SEL_RE.match(w).group(1) for w in workers}
             groups = self.group_sizes if "all" in named else named
-            npages = min(self.group_pages[g][region] for g in groups if region in self.group_pages[g])
-            if int(first) >= npages:
+            # (no group at all: `workers: []` selects nobody, and nothing is out of range)
+            npages = min((self.group_pages[g][region] for g in groups if region in self.group_pages[g]), default=None)
+            if npages is not None and int(first) >= npages:
                 raise self.err(f"{spec!r}: the region {region!r} has only {npages} pages (0..{npages - 1})",
                                m, "pages", field)
         return spec

@@ -116,3 +116,9 @@ def test_newer_kernels_knob_is_taken_from_the_live_directory(tmp_path):
     path.write_text(BASE.replace("{run: 1}", "{new_counter: 1}"))
     with pytest.raises(InputError, match="is a counter the kernel keeps"):
         scenario.load_file(path, LIMITS, Knobs(ksm))
+
+
+def test_a_page_range_for_no_workers_loads(tmp_path):
+    """`workers: []` selects nobody: its page range is out of no region (found by Hypothesis)."""
+    _, (s,) = load(tmp_path, BASE + "  - do: touch\n    workers: []\n    region: r\n    pages: 5000-5001\n")
+    assert s.steps[1].args["pages"] == "5000-5001"
