@@ -703,8 +703,9 @@ def run_scenario(ctx, sc):
     except Skip as skip:
         return ScenarioResult(sc.name, sc.file, sc.line, SKIP, 0.0, reason=skip.reason, **identity)
     run = ScenarioRun(ctx, sc)
+    expected_crash = [e for e in sc.expect if e.kind == "crash"]  # reports the scenario is written to provoke
     dog = Watchdog(run.deadline, sc.timeout, run.busy, ctx.roots.proc,
-                   expected=[e.args["title"] for e in sc.expect if e.kind == "crash"], where=run.where)
+                   expected=[e.args["title"] for e in expected_crash], where=run.where)
     # only the kernel's own records (facility 0) count: a user-space line
     # written to /dev/kmsg is never a kernel report (tests that inject fake
     # reports point roots.kmsg at a log file of their own)
@@ -752,7 +753,6 @@ def run_scenario(ctx, sc):
     if watcher.lost():
         run.errors.append(watcher.lost())
     new_taint = taint.new_flags(taint_before, taint.read_tainted(taint_path))
-    expected_crash = [e for e in sc.expect if e.kind == "crash"]
     for e in expected_crash:
         hits = [c.title for c in crashes if re.search(e.args["title"], c.title)]
         run.check(e.text, bool(hits), "; ".join(hits) or "no matching kernel report")
