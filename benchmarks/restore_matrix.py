@@ -180,6 +180,7 @@ def run_case(case, before):
         run = Run(case, tmp)
         held = None
         running = []
+        missed = False  # the run ended before the case's phase: nothing was tested
         try:
             if case.hold_swap:
                 wait_until(lambda: run.ran("swapon") or run.proc.poll() is not None, 60, "swapon")
@@ -193,7 +194,8 @@ def run_case(case, before):
                 running = [name for _, name in probe.children(run.proc.pid) if name in probe.COMMANDS]
                 if case.hold_swap:
                     running.append(f"{swap_used_mib()}M")
-                for i, sig in enumerate(case.signals):
+                missed = run.proc.poll() is not None
+                for i, sig in enumerate(case.signals if not missed else ()):
                     if i:
                         time.sleep(0.02)
                     os.killpg(run.proc.pid, sig)
@@ -219,7 +221,7 @@ def run_case(case, before):
         "restore": restore[0], "restore_said": restore[1][-1:] if restore[1] else [],
         "after": after_restore, "again": again[1][-1:], "seconds": time.monotonic() - started,
         "said": [line for line in err.splitlines() if line.startswith("ksm-harness:")],
-        "running": " ".join(running),
+        "running": " ".join(running), "missed": missed and err.strip().splitlines()[-1:],
     }
 
 
@@ -248,12 +250,15 @@ def main():
           f"{'restore':>7} {'after':<6} {'2nd restore':<14} {'s':>5}")
     bad = 0
     for r in rows:
-        clean = not r["after"] and r["again"] and r["again"][0].startswith("nothing to restore")
+        clean = not r["after"] and r["again"] and r["again"][0].startswith("nothing to restore") and \
+            r["missed"] is False
         bad += not clean
         print(f"{r['case']:<24} {r['phase']:<10} {r['running'] or '-':<17} {r['exit']:>4} {r['reports']:<12} "
               f"{', '.join(r['left']) or 'nothing':<38} {'-' if r['restore'] is None else r['restore']:>7} "
               f"{'clean' if not r['after'] else 'LEFT':<6} {'nothing to do' if clean else str(r['again']):<14} "
               f"{r['seconds']:5.1f}")
+        if r["missed"] is not False:
+            print(f"    MISSED: the run ended before the phase: {r['missed']}")
         for line in r["said"] if args.verbose else []:
             print(f"    {line[:150]}")
         for line in r["after"]:
