@@ -1,0 +1,218 @@
+"""How the harness's own costs grow with pages and workers.
+
+Goal: wall time, the harness's CPU time and its peak RSS (the `ksm-harness
+run` process plus its zygote; the workers' regions are the test's memory,
+not the harness's) grow linearly with pages and with workers, and each
+worker costs the harness less than 2 MiB.  Up to 256 workers and several
+GiB of regions in total.
+
+For each point a scenario is generated into a temporary directory: W
+workers share P pages (groups of identical pages, so they merge across
+workers), run=1 until every page is a KSM page, run=0 (the page truth of
+every counter is checked there), then the data of every page is verified.
+It runs through `ksm-harness run` (which takes the KSM lock and puts the
+knobs back).  The harness and its zygote are sampled from /proc every
+50 ms; the harness's own CPU time is read from its zombie before it is
+reaped, so none of it is lost.
+
+Linear growth: in each series (pages doubling at fixed workers, workers
+doubling at fixed pages) the cost of each step's increment per unit may be
+at most 1.5x the previous step's; quadratic growth doubles it each step.
+Per-worker overhead: the growth of harness + zygote peak RSS per added
+worker, over the workers series.  Needs root and KSM, and about 2x the
+largest point's memory free.
+
+    .venv/bin/python benchmarks/scale.py [--quick]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+GIB = 1 << 30
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
+SLOPE_BOUND = 1.5  # an increment's per-unit cost at most 1.5x the previous one's
+WORKER_BOUND = 2 << 20  # bytes of harness memory per worker
+# (workers, GiB of regions in total): pages doubling at 64 workers, workers doubling at 2 GiB
+PAGES_SERIES = [(64, 1), (64, 2), (64, 4)]
+WORKERS_SERIES = [(32, 2), (64, 2), (128, 2), (256, 2)]
+QUICK = ([(16, 0.25), (16, 0.5), (16, 1)], [(16, 0.5), (32, 0.5), (64, 0.5)])
+
+SCENARIO = """\
+# Scale: {workers} workers share {gib} GiB of pages in 64 groups of identical
+# pages; ksmd merges them across workers (mm/ksm.c cmp_and_merge_page()), the
+# truth of every counter is checked at run=0, and every page is verified.
+name: scale-w{workers}-{mib}m
+description: {workers} workers, {gib} GiB, merged, checked and verified.
+requires:
+  knobs: [pages_to_scan, sleep_millisecs, full_scans]
+timeout: 1800
+setup:
+  knobs: {{pages_to_scan: 20000, sleep_millisecs: 0}}
+workers:
+  - name: w
+    count: {workers}
+    regions:
+      - name: r
+        size: "{pages} pages"
+        pattern: {{kind: groups, seed: 18, groups: 64}}
+steps:
+  - knob: {{run: 1}}
+  - wait: {{until: "w.r.ksm == 100%", timeout: 1500}}
+  - knob: {{run: 0}}
+expect:
+  - "w.r.ksm == 100%"
+  - data: intact
+"""
+
+
+def proc_stat(pid):
+    """(CPU seconds of the process itself, peak RSS bytes), None once gone.
+    A zombie keeps its times in /proc/PID/stat but has no mm (no VmHWM)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    cpu = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15 of proc(5))
+    hwm = [int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")]
+    return cpu, hwm[0] if hwm else 0
+
+
+class Watch(threading.Thread):
+    """Samples the harness and its zygote until the harness exits."""
+
+    def __init__(self, harness_pid):
+        super().__init__(daemon=True)
+        self.pid = harness_pid
+        self.zygote = None  # pid, once seen
+        self.last = {}  # "harness"/"zygote" -> (cpu s, peak rss bytes), the last read
+        self.peak_workers = 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.wait(0.05):
+            if self.zygote is None:
+                try:
+                    kids = psutil.Process(self.pid).children()
+                except psutil.NoSuchProcess:
+                    continue
+                self.zygote = next((k.pid for k in kids if "harness.zygote" in " ".join(k.cmdline())), None)
+            for who, pid in (("harness", self.pid), ("zygote", self.zygote)):
+                seen = proc_stat(pid) if pid else None
+                if seen:
+                    cpu, rss = seen
+                    self.last[who] = (cpu, max(rss, self.last.get(who, (0, 0))[1]))
+            if self.zygote:
+                try:
+                    self.peak_workers = max(self.peak_workers, len(psutil.Process(self.zygote).children()))
+                except psutil.NoSuchProcess:
+                    pass
+
+
+def run_point(workers, gib, tmp):
+    pages = int(gib * GIB) // PAGE // workers
+    path = Path(tmp) / f"scale-{workers}-{gib}.yaml"
+    path.write_text(SCENARIO.format(workers=workers, gib=gib, mib=int(gib * 1024), pages=pages))
+    out = Path(tmp) / "result.json"
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "-q", "--json", str(out), str(path)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    watch = Watch(proc.pid)
+    watch.start()
+    # wait for its exit without reaping it: its zombie still tells its own CPU time
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+    wall = time.monotonic() - started
+    watch.stop.set()
+    watch.join()
+    final = proc_stat(proc.pid)
+    err = proc.communicate()[1]
+    harness_cpu = final[0] if final else watch.last.get("harness", (0, 0))[0]
+    result = json.loads(out.read_text()) if out.exists() else {"scenarios": [{"status": "none", "reason": err}]}
+    sc = result["scenarios"][0]
+    return {"workers": workers, "gib": gib, "pages": pages * workers, "wall": wall, "exit": proc.returncode,
+            "status": sc["status"], "reason": sc.get("reason", ""), "scenario_s": sc.get("duration", 0),
+            "cpu": harness_cpu + watch.last.get("zygote", (0, 0))[0],
+            "rss": watch.last.get("harness", (0, 0))[1] + watch.last.get("zygote", (0, 0))[1],
+            "harness_rss": watch.last.get("harness", (0, 0))[1], "zygote_rss": watch.last.get("zygote", (0, 0))[1],
+            "seen_workers": watch.peak_workers}
+
+
+def increments(points, unit, key):
+    """Per-unit cost of each step of a series, each at least a quarter of the
+    whole series' per-unit cost (noise must not make a step look free)."""
+    x, c = [p[unit] for p in points], [p[key] for p in points]
+    floor = 0.25 * (c[-1] - c[0]) / (x[-1] - x[0])
+    return [max((c[i + 1] - c[i]) / (x[i + 1] - x[i]), floor) for i in range(len(points) - 1)]
+
+
+def hold_linear(name, points, unit, label):
+    """Print the per-unit increments of wall, CPU and RSS; True when none
+    grows over the bound from one step to the next (a cost that grows by
+    less than 5% over the whole series is flat)."""
+    good = True
+    for key, what, scale in (("wall", "wall s", 1), ("cpu", "harness CPU s", 1), ("rss", "harness RSS MiB", 1 << 20)):
+        first, last = points[0][key], points[-1][key]
+        if last - first <= 0.05 * first:
+            print(f"  {name}: {what}: flat ({first / scale:.4g} -> {last / scale:.4g}) OK")
+            continue
+        per = [s / scale for s in increments(points, unit, key)]
+        ratios = [b / a for a, b in zip(per, per[1:])]
+        ok = all(r <= SLOPE_BOUND for r in ratios)
+        good &= ok
+        steps = ", ".join(f"{a[unit]:g}->{b[unit]:g}: {v:.4g}" for a, b, v in zip(points, points[1:], per))
+        print(f"  {name}: {what} per {label}: {steps}; each step / the one before: "
+              f"{', '.join(f'{r:.2f}' for r in ratios)} (bound <= {SLOPE_BOUND}) {'OK' if ok else 'NOT LINEAR'}")
+    return good
+
+
+def show(p):
+    print(f"  {p['workers']:>4} workers {p['gib']:>5g} GiB: {p['status']:<5} wall {p['wall']:7.1f} s "
+          f"(scenario {p['scenario_s']:.1f} s), harness CPU {p['cpu']:7.2f} s, peak RSS harness "
+          f"{p['harness_rss'] / (1 << 20):6.1f} MiB + zygote {p['zygote_rss'] / (1 << 20):5.1f} MiB"
+          + (f"  [{p['reason'][:200]}]" if p["status"] != "pass" else ""), flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small points (16 to 64 workers, up to 1 GiB)")
+    args = p.parse_args()
+    if os.geteuid() != 0 or not Path("/sys/kernel/mm/ksm/run").exists():
+        print("needs root and KSM")
+        return 125
+    pages_series, workers_series = QUICK if args.quick else (PAGES_SERIES, WORKERS_SERIES)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="ksm-scale-") as tmp:
+        for point in dict.fromkeys(pages_series + workers_series):
+            results[point] = run_point(*point, tmp)
+            show(results[point])
+    good = all(r["status"] == "pass" for r in results.values())
+    by_pages = [results[x] for x in pages_series]
+    by_workers = [results[x] for x in workers_series]
+    for r in results.values():
+        r["mpages"] = r["pages"] / 1e6
+    good &= hold_linear("pages", by_pages, "mpages", "million pages")
+    good &= hold_linear("workers", by_workers, "workers", "worker")
+    first, last = by_workers[0], by_workers[-1]
+    per_worker = (last["rss"] - first["rss"]) / (last["workers"] - first["workers"])
+    cpu_per_worker = (last["cpu"] - first["cpu"]) / (last["workers"] - first["workers"])
+    ok = per_worker < WORKER_BOUND
+    good &= ok
+    print(f"  per worker: harness + zygote peak RSS {per_worker / 1024:.0f} KiB (bound < {WORKER_BOUND >> 10} KiB) "
+          f"{'OK' if ok else 'OVER'}; harness CPU {cpu_per_worker * 1000:.1f} ms")
+    return 0 if good else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
