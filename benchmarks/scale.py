@@ -8,21 +8,24 @@ GiB of regions in total.
 
 For each point a scenario is generated into a temporary directory: W
 workers share P pages (groups of identical pages, so they merge across
-workers), run=1 until every page is a KSM page, run=0 (the page truth of
-every counter is checked there), then the data of every page is verified.
-It runs through `ksm-harness run` (which takes the KSM lock and puts the
-knobs back); its wall time is the run's own duration in its JSON result,
-from the lock taken to the knobs put back (not the wait for the lock).  The harness and its zygote are sampled from /proc every
+workers), run=1 for three full scans (two merge every page: mm/ksm.c
+cmp_and_merge_page()), run=0 (the page truth of every counter is checked
+there), then every page must be a KSM page and hold its data.  The wait is
+on a counter, not on every page: a per-page wait re-reads every worker's
+pagemap at each poll for as long as ksmd takes, so its cost would follow
+the machine's load.  It runs through `ksm-harness run` (which takes the
+KSM lock and puts the knobs back); the wall time is the run's own duration
+in its JSON result, from the lock taken to the knobs put back (not a wait
+for the lock).  The harness and its zygote are sampled from /proc every
 50 ms; the harness's own CPU time is read from its zombie before it is
 reaped, so none of it is lost.
 
 Linear growth: in each series (pages doubling at fixed workers, workers
 doubling at fixed pages) every point lies within 15% of the least-squares
-line through the series (wall time on this shared machine moves by about
-10% from run to run; a term growing as the square leaves the line).
-Per-worker overhead: the slope of harness + zygote peak RSS over the
-workers series.  Needs root and KSM, and about 2x the
-largest point's memory free.
+line through the series (a term growing as the square leaves the line;
+noise from other load on a shared machine mostly does not).  Per-worker
+overhead: the slope of harness + zygote peak RSS over the workers series.
+Needs root and KSM, and about 2x the largest point's memory free.
 
     .venv/bin/python benchmarks/scale.py [--quick] [--repeat N] [--point WORKERS GIB]
 """
@@ -53,8 +56,9 @@ QUICK = ([(16, 0.25), (16, 0.5), (16, 1)], [(16, 0.5), (32, 0.5), (64, 0.5)])
 
 SCENARIO = """\
 # Scale: {workers} workers share {gib} GiB of pages in 64 groups of identical
-# pages; ksmd merges them across workers (mm/ksm.c cmp_and_merge_page()), the
-# truth of every counter is checked at run=0, and every page is verified.
+# pages; ksmd merges them across workers in two full scans (mm/ksm.c
+# cmp_and_merge_page()), the truth of every counter is checked at run=0, and
+# every page is a KSM page and is verified.
 name: scale-w{workers}-{mib}m
 description: {workers} workers, {gib} GiB, merged, checked and verified.
 requires:
@@ -71,7 +75,7 @@ workers:
         pattern: {{kind: groups, seed: 18, groups: 64}}
 steps:
   - knob: {{run: 1}}
-  - wait: {{until: "w.r.ksm == 100%", timeout: 1500}}
+  - wait: {{until: "+full_scans >= 3", timeout: 1500}}
   - knob: {{run: 0}}
 expect:
   - "w.r.ksm == 100%"
