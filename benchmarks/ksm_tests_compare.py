@@ -36,7 +36,7 @@ BUILD = REPO / "build" / "ksm_tests"  # never committed: .gitignore has /build/
 sys.path.insert(0, str(REPO))
 
 from harness.knobs import Knobs  # noqa: E402
-from harness.lock import LOCK_PATH  # noqa: E402
+from harness.lock import LOCK_PATH, MachineLock  # noqa: E402
 from harness.perf import COW_PAGES, DEFAULT_PAGES_TO_SCAN, DEFAULT_SIZE_MIB, MIB, throughput  # noqa: E402
 
 BOUND = 0.10  # ours within 10% of theirs
@@ -115,9 +115,12 @@ def theirs(binary, option, size, pages_to_scan):
 def ours(size, pages_to_scan, tmp):
     """One `ksm-harness perf` -> {measure: seconds}."""
     out = Path(tmp) / "perf.json"
-    subprocess.run([sys.executable, "-m", "harness", "perf", "--size", str(size), "--pages-to-scan",
-                    str(pages_to_scan), "--json", str(out)], cwd=REPO, capture_output=True, timeout=1200)
-    if not out.exists():
+    out.unlink(missing_ok=True)  # a failed run must not leave the last round's numbers
+    done = subprocess.run([sys.executable, "-m", "harness", "perf", "--size", str(size), "--pages-to-scan",
+                           str(pages_to_scan), "--json", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=1200)
+    if done.returncode or not out.exists():
+        print(f"  ksm-harness perf exited {done.returncode}: {done.stderr.strip()[-300:]}", flush=True)
         return {}
     return {m["name"]: m["seconds"] for t in json.loads(out.read_text())["tests"] for m in t["measures"]}
 
@@ -126,6 +129,13 @@ def nbytes(name, size):
     """The bytes each measure's time is for (ksm_tests prints -C's speed
     for 7 MiB, page_size * 2000 / MB in integer arithmetic: 7.8125 here)."""
     return COW_PAGES // 2 * os.sysconf("SC_PAGE_SIZE") if name.startswith("cow") else size * MIB
+
+
+def knobs_now():
+    """The knobs, read under the machine lock (another driver's run may be
+    half way through its changes otherwise)."""
+    with MachineLock().hold():
+        return Knobs().snapshot()
 
 
 def main():
@@ -142,7 +152,7 @@ def main():
     if lacks:
         print(f"SKIP: cannot build ksm_tests: no {', no '.join(lacks)}; install them with: {INSTALL}")
         return 125
-    knobs_before = Knobs().snapshot()
+    knobs_before = knobs_now()
     samples = {name: ([], []) for pairs in OPTIONS.values() for name, _ in pairs}  # name -> (theirs, ours)
     binary, tarball = build()
     with tempfile.TemporaryDirectory(prefix="ksm-perf-") as tmp:
@@ -178,7 +188,7 @@ def main():
         print(f"{name:<14}{mt:>10.6f} s {throughput(size, mt):>9.1f} MiB/s{mo:>12.6f} s {throughput(size, mo):>9.1f} "
               f"MiB/s{ratio:>10.3f}   within {BOUND:.0%}: {'OK' if ok else 'MISSED'}")
     print(f"medians of {args.rounds} rounds; speed = the same bytes / each median time")
-    if Knobs().snapshot() != knobs_before:
+    if knobs_now() != knobs_before:
         print("the KSM knobs do not read as they did before the benchmark")
         held = False
     return 0 if held else 1
