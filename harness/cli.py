@@ -172,13 +172,15 @@ def build_parser():
     sub.add_parser("scan-log", help="find kernel crash reports in a saved log", add_help=False)
     sub.add_parser("vm", help="boot a kernel under qemu and run scenarios inside", add_help=False)
     sub.add_parser("lava-report", help="report a JSON result to LAVA (lava-test-case per scenario)", add_help=False)
+    sub.add_parser("perf", help="merge, THP merge, unmerge and COW throughput, as kselftest's ksm_tests measures it",
+                   add_help=False)
     return p
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    # scan-log, vm and lava-report own their argument parsing
-    passthrough = {"scan-log": "scanlog", "vm": "vmcli", "lava-report": "lava"}
+    # scan-log, vm, lava-report and perf own their argument parsing
+    passthrough = {"scan-log": "scanlog", "vm": "vmcli", "lava-report": "lava", "perf": "perf"}
     verbose = "-v" in argv[:1] or "--verbose" in argv[:1]
     if verbose:
         argv = argv[1:]

@@ -8,6 +8,7 @@ journal only once it is gone; whatever a scenario's cleanup could not remove
 is tried again at the end of the run, and stays journaled for `ksm-harness
 restore` if that fails too.
 """
+import contextlib
 import os
 import platform
 import re
@@ -857,14 +858,15 @@ def preflight(roots):
         raise CannotRun(f"{roots.ksm} does not exist: this kernel has no KSM (CONFIG_KSM=n)")
 
 
-def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=print, lock=None,
-            allow_kernel_damage=False):
-    """Run scenarios (already validated) one after another; returns RunResult.
-    allow_kernel_damage: hwpoison steps may run outside a ksm-harness VM guest."""
-    preflight(roots)
-    journal = journal or Journal()
-    lock = lock or MachineLock()
-    ctx = RunContext(roots, journal, progress, allow_kernel_damage)
+@contextlib.contextmanager
+def driving(ctx, lock, wait, say):
+    """Hold the machine while KSM is driven (`run`, `perf`): the lock,
+    SIGTERM and SIGHUP unwinding as Interrupted, a killed run's journal undone
+    first, the knobs as found journaled; at the end whatever is journaled is
+    undone (knobs back as found), signals and lock released.  Yields the list
+    that receives the final restore's failures (empty: the machine is back as
+    found); after an exception they are raised as CleanupError from it."""
+    journal = ctx.journal
     lock.acquire(wait=wait, on_wait=lambda pid: say(f"waiting for ksm-harness pid {pid} to finish "
                                                     f"(it holds {lock.path})..."))
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
@@ -874,50 +876,25 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
 
     for s in previous:
         signal.signal(s, on_term)
-    started, started_at = time.monotonic(), _now()
-    results, windows = [], []
     failures = []
     interrupted = None
-    # the whole run's log: reports between scenarios and late ones (attribution.py)
-    run_log = KmsgWatcher(roots.kmsg)
     try:
         stale = journal.stale()
         if stale:
             recover_stale(ctx, journal, stale, say)
         ctx.original = ctx.knobs.snapshot()
         journal.begin(ctx.original)
-        if scenarios:
-            ctx.truth = truthcheck.checked(ctx.knobs, roots.proc)
-        run_log.start()
-        for i, sc in enumerate(scenarios, 1):
-            progress.scenario_started(sc.name, i, len(scenarios))
-            begin = attribution.now()
-            if ctx.unfit:
-                result = ScenarioResult(sc.name, sc.file, sc.line, ERROR, 0.0, reason=f"{NOT_RUN} {ctx.unfit}")
-            else:
-                try:
-                    result = run_scenario(ctx, sc)
-                except Exception as exc:  # a harness bug past run_scenario's own guard
-                    result = errored(sc.name, sc.file, sc.line, f"{type(exc).__name__}: {exc}",
-                                     [Check("the harness ran the scenario to its end", False,
-                                            traceback.format_exc(), kernel=False)])
-            progress.scenario_done(result)
-            results.append(result)
-            windows.append(attribution.Window(sc.name, begin, attribution.now()))
-        settle(run_log.records, quiet=attribution.DRAIN, limit=2 * attribution.DRAIN)
-        usec = {r.seq: r.usec for r in run_log.records()}
-        results = attribution.attribute(results, windows, run_log.crashes(), usec.get)
+        yield failures
     except BaseException as exc:  # KeyboardInterrupt, Interrupted: the final restore still runs
         interrupted = exc
         raise
     finally:
-        run_log.stop()
         try:
             if journal.data is not None:
                 # what a scenario's cleanup could not remove is tried once more;
                 # signals wait for this (Cleanup defers them)
                 left = [entry_name(e) for e in journal.data["entries"]]
-                failures = recover(ctx, journal)
+                failures.extend(recover(ctx, journal))
                 if not failures:
                     journal.finish()
                     if left:
@@ -928,6 +905,44 @@ def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=pri
             lock.release()
         if failures and interrupted is not None:
             raise CleanupError(failures) from interrupted  # and the machine is not back as found
+
+
+def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=print, lock=None,
+            allow_kernel_damage=False):
+    """Run scenarios (already validated) one after another; returns RunResult.
+    allow_kernel_damage: hwpoison steps may run outside a ksm-harness VM guest."""
+    preflight(roots)
+    journal = journal or Journal()
+    ctx = RunContext(roots, journal, progress, allow_kernel_damage)
+    results, windows = [], []
+    # the whole run's log: reports between scenarios and late ones (attribution.py)
+    run_log = KmsgWatcher(roots.kmsg)
+    with driving(ctx, lock or MachineLock(), wait, say) as failures:
+        started, started_at = time.monotonic(), _now()
+        try:
+            if scenarios:
+                ctx.truth = truthcheck.checked(ctx.knobs, roots.proc)
+            run_log.start()
+            for i, sc in enumerate(scenarios, 1):
+                progress.scenario_started(sc.name, i, len(scenarios))
+                begin = attribution.now()
+                if ctx.unfit:
+                    result = ScenarioResult(sc.name, sc.file, sc.line, ERROR, 0.0, reason=f"{NOT_RUN} {ctx.unfit}")
+                else:
+                    try:
+                        result = run_scenario(ctx, sc)
+                    except Exception as exc:  # a harness bug past run_scenario's own guard
+                        result = errored(sc.name, sc.file, sc.line, f"{type(exc).__name__}: {exc}",
+                                         [Check("the harness ran the scenario to its end", False,
+                                                traceback.format_exc(), kernel=False)])
+                progress.scenario_done(result)
+                results.append(result)
+                windows.append(attribution.Window(sc.name, begin, attribution.now()))
+            settle(run_log.records, quiet=attribution.DRAIN, limit=2 * attribution.DRAIN)
+            usec = {r.seq: r.usec for r in run_log.records()}
+            results = attribution.attribute(results, windows, run_log.crashes(), usec.get)
+        finally:
+            run_log.stop()
     if failures:
         final = CleanupError(failures)
         say(f"ksm-harness: {final}")

@@ -25,7 +25,12 @@ STDOUT = "-"  # the path that means standard output
 def write(fmt, run, path, stdout=None):
     """Write `run` as format `fmt` to `path` (parent directories made), or to
     `stdout` (default: sys.stdout at the time of the call) for "-"."""
-    text = RENDERERS[fmt](run)
+    emit(RENDERERS[fmt](run), path, stdout)
+
+
+def emit(text, path, stdout=None):
+    """Write a rendered report to `path` (parent directories made), or to
+    `stdout` (default: sys.stdout at the time of the call) for "-"."""
     if str(path) == STDOUT:
         stdout = stdout or sys.stdout
         stdout.write(text)

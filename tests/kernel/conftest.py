@@ -11,6 +11,7 @@ import os
 
 import pytest
 
+from harness import probe
 from harness.knobs import Knobs
 from harness.lock import MachineLock
 from harness.swap import SwapManager
@@ -65,3 +66,17 @@ def swapfile(ksm):  # under the machine lock that `ksm` holds
         yield dev
     finally:
         mgr.remove(dev)
+
+
+@pytest.fixture
+def machine():
+    """The machine as found (harness/probe.py: knobs, swap, loop devices,
+    mounts, cgroups, fault injection, processes, journal); checked again
+    after.  The lock is held only while looking: the run under test takes it."""
+    if os.geteuid() != 0 or not Knobs().exists():
+        pytest.skip("needs root and KSM")
+    with MachineLock().hold():
+        before = probe.take()
+    yield Knobs()
+    with MachineLock().hold():
+        assert probe.differences(before, probe.take()) == []

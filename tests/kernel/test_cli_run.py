@@ -31,20 +31,6 @@ def harness(*args, **kwargs):
                             preexec_fn=default_sigint, **kwargs)
 
 
-@pytest.fixture
-def machine():
-    """The machine as found (harness/probe.py: knobs, swap, loop devices,
-    mounts, cgroups, fault injection, processes, journal); checked again
-    after.  The lock is held only while looking: the run under test takes it."""
-    if os.geteuid() != 0 or not Knobs().exists():
-        pytest.skip("needs root and KSM")
-    with MachineLock().hold():
-        before = probe.take()
-    yield Knobs()
-    with MachineLock().hold():
-        assert probe.differences(before, probe.take()) == []
-
-
 def test_run_passes_and_writes_results(machine, tmp_path):
     proc = harness("run", "-q", "--json", tmp_path / "r.json", "--ktap", tmp_path / "r.ktap",
                    "--junit", tmp_path / "r.xml", "--html", tmp_path / "r.html", REPO / "scenarios/core/merge-unmerge.yaml")
