@@ -28,6 +28,7 @@ import argparse
 import platform
 import sys
 import time
+from typing import Optional
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -186,7 +187,8 @@ IDENTICAL = {"kind": "same", "seed": 18}  # allocate_memory(..., '*', ...): ever
 class MergeTime:
     """ksm_tests -P: merging identical pages."""
 
-    name, option, thp = "merge", "-P", None
+    name, option = "merge", "-P"  # the measure, and the ksm_tests option that measures the same
+    thp: Optional[bool] = None  # True: the region is faulted as transparent huge pages
 
     def why_not(self, ctx):
         missing = ctx.missing_knobs()
@@ -232,7 +234,7 @@ class ThpMergeTime(MergeTime):
 class UnmergeTime(MergeTime):
     """ksm_tests -D: madvise(MADV_UNMERGEABLE) over merged pages."""
 
-    name, option, thp = "unmerge", "-D", None
+    name, option = "unmerge", "-D"
 
     def measure(self, ctx, pool):
         npages = self.npages(ctx)
@@ -247,7 +249,7 @@ class UnmergeTime(MergeTime):
 class CowTime(MergeTime):
     """ksm_tests -C: writes to pages before and after they were merged."""
 
-    name, option, thp = "cow", "-C", None
+    name, option = "cow", "-C"
     # pages i and i + COW_PAGES/2 are equal: 2000 pairs (ksm_tests pairs
     # neighbours; which pages pair does not change the faults taken)
     PAIRS = {"kind": "groups", "seed": 18, "groups": COW_PAGES // 2}
