@@ -28,10 +28,10 @@ import argparse
 import platform
 import sys
 import time
-from typing import Optional
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 from . import kernel, pages, report, runner
 from .errors import HarnessError, InputError
