@@ -18,7 +18,8 @@ expected result of a poisoning, not a kernel crash report.
 
 A poisoned frame is lost to the machine until it reboots (unpoison-pfn refuses
 a page that is mapped or in swapcache), so a hwpoison step is one of
-harness/damage.py's DAMAGING_ACTIONS: it runs inside a ksm-harness VM guest, or
+the damaging actions (steps.Action.damaging) behind damage.py's guard: it runs
+inside a ksm-harness VM guest, or
 where the user said so (--allow-kernel-damage).
 """
 from __future__ import annotations

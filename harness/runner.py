@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import (attribution, cgroup, environment, faultinject, hwpoison, lkdtm, numa, pages, requirements, swap, taint,
-               truth, truthcheck)
+from . import (attribution, cgroup, environment, faultinject, hwpoison, pages, requirements, swap, taint, truth,
+               truthcheck)
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
 from .errors import (CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, ScenarioStopped, Skip,
@@ -32,16 +32,10 @@ from .metrics import Metrics
 from .results import ERROR, FAIL, PASS, SKIP, Check, RunResult, ScenarioResult, StepMark
 from .sampler import Counters, Sampler, deltas
 from .swap import SwapManager
-from .wait import wait_until
 from .watchdog import NOT_RUN, Watchdog, in_kernel, settle, stuck_text
 from .workers import WorkerDied, WorkerPool
 from .zygote import PAGE_SIZE, verify_buffer
 from ._mem import ffi
-
-
-# actions the harness carries out itself (verify through the worker, migrate
-# through move_pages, exit), rather than a command sent ahead to the worker
-HARNESS_ACTIONS = ("verify", "migrate", "exit", "hwpoison")
 
 
 class Interrupted(BaseException):
@@ -73,20 +67,14 @@ class RunState:
     frames: dict = field(default_factory=dict)
 
     def workers_of(self, selector):
-        """Workers for a selector: all, NAME, NAME[i], NAME[i:j]."""
-        if selector == "all":
-            return [w for ws in self.groups.values() for w in ws]
-        name, _, index = selector.partition("[")
-        ws = self.groups[name]
-        if not index:
-            return list(ws)
-        index = index.rstrip("]")
-        if ":" in index:
-            lo, _, hi = index.partition(":")
-            return ws[int(lo or 0): int(hi) if hi else None]
-        return [ws[int(index)]]
+        """Workers for a selector (steps.values.Selector), or a group's name or "all"."""
+        if isinstance(selector, str):
+            return [w for g, ws in self.groups.items() if selector in ("all", g) for w in ws]
+        groups = self.groups if selector.group == "all" else [selector.group]
+        return [self.groups[g][i] for g in groups for i in selector.indexes(len(self.groups[g]))]
 
     def select(self, selectors):
+        """The live workers selectors name (steps.values.Selector, or "all"), each once."""
         seen, out = set(), []
         for sel in selectors:
             for w in self.workers_of(sel):
@@ -137,22 +125,6 @@ class Tracked:
 
     def __repr__(self):
         return f"{self.kind} {self.obj!r}"[:160]
-
-
-def page_span(spec, npages):
-    """(start, count) for a page range: all, 10-19, 7, 50%, 'last 50%'."""
-    spec = spec or "all"
-    if spec == "all":
-        return 0, npages
-    if spec.startswith("last "):
-        count = npages * int(spec[5:-1]) // 100
-        return npages - count, count
-    if spec.endswith("%"):
-        return 0, npages * int(spec[:-1]) // 100
-    if "-" in spec:
-        lo, hi = map(int, spec.split("-"))
-        return lo, min(hi, npages - 1) - lo + 1
-    return int(spec), 1
 
 
 class ScenarioRun:
@@ -420,227 +392,40 @@ class ScenarioRun:
 
     # -- steps --
     def run_steps(self, steps):
+        """Run steps in order; False when the scenario cannot go on (a wait timed out)."""
         for step in steps:
-            self.left()
-            self.current_line = step.line
-            start = time.monotonic()
-            self.ctx.progress.step(step.title)
-            try:
-                if step.kind == "repeat":
-                    for _ in range(step.args["times"]):
-                        if not self.run_steps(step.children):
-                            return False
-                elif step.kind == "concurrent":
-                    for _ in range(step.args["repeat"]):
-                        self.concurrent(step)
-                elif not self.simple(step):
-                    return False
-            finally:
-                self.mark(step.title, start)
+            if not self.run_step(step):
+                return False
         return True
 
-    def simple(self, step):
-        """One step; False when the scenario cannot go on."""
-        kind, a = step.kind, step.args
-        if kind == "knob":
-            self.write_knobs(a["writes"], a["expect"])
-        elif kind == "wait":
-            return self.wait(step)
-        elif kind == "check":
-            ok, detail = self.metrics.holds(a["until"], self.reference)
-            self.check(f"{a['until'].text} (line {step.line})", ok, detail)
-        elif kind == "fault_injection":
-            self.fault_injection(a)
-            self.truth.changed(self.state.select(["all"]))
-        elif kind == "cgroup":
-            self.cgroup_limit(a["limit_pages"], a["expect"])
-            self.truth.changed(self.state.select(["all"]))  # reclaim swaps pages out
-        elif kind == "swapoff":
-            # swapoff: try_to_unuse() -> unuse_pte() maps every page back, from swapcache or the device
-            self.ctx.swap.remove(self.swap_dev)
-            self.swap_dev = None
-            self.truth.changed(self.state.select(["all"]))
-        elif kind == "do":
-            workers = self.state.select(a["workers"])
-            for w in workers:
-                self.send_action(w, a)
-            for w in workers:
-                self.receive_action(w, a, None)
-            self.acted(workers, [a])
-        return True
+    def run_step(self, step):
+        """One step (steps.Step) on this set-up run, timed and shown; False when
+        the scenario cannot go on.  Raises DeadlineExceeded past the timeout."""
+        self.left()
+        self.current_line = step.line
+        start = time.monotonic()
+        self.ctx.progress.step(step.title)
+        try:
+            return step.run(self)
+        finally:
+            self.mark(step.title, start)
+
+    def receive(self, action, w, windows):
+        """Worker w's reply to an action (steps.Action) sent to it, handed to
+        the action; a worker that died on it fails a check."""
+        try:
+            reply = w.receive(action.op, self.left()) if action.op else None
+        except WorkerDied as exc:
+            self.check(f"worker {w.name} survives {action.action}", False, str(exc))
+            return None
+        return action.receive(self, w, reply, windows)
 
     def acted(self, workers, actions):
         """Tell the page truth that these workers' pages changed (and that
         processes exited: a fork storm's children, an exit step)."""
-        self.truth.changed(workers, dropped=any(a.get("advice") == "dontneed" for a in actions))
-        if any(a["do"] in ("fork", "exit") for a in actions):
+        self.truth.changed(workers, dropped=any(a.drops_pages for a in actions))
+        if any(a.ends_processes for a in actions):
             self.truth.exited()
-
-    def wait(self, step):
-        cond = step.args["until"]
-        reference = self.ctx.counters.read() if cond.delta else None
-        timeout = min(step.args["timeout"], self.left())
-        last = {}
-
-        def holds():
-            last["ok"], last["detail"] = self.metrics.holds(cond, reference)
-            return last["ok"]
-
-        try:
-            wait_until(holds, timeout, cond.text)
-            return True
-        except DeadlineExceeded:
-            # still undecidable (None) at the deadline: cannot check, not failed
-            self.check(f"wait {cond.text} within {timeout:g}s (line {step.line})",
-                       None if last["ok"] is None else False, last["detail"])
-            return False
-
-    def fault_injection(self, a):
-        if a["on"]:
-            for w in self.state.select(["all"]):
-                w.call("fault_in_own", timeout=self.left())
-            self.injector = self.journaled("faultinject", faultinject.to_journal, self.ctx.faults.remove_stale,
-                                           self.ctx.cleanup)
-            self.ctx.faults.arm(self.ctx.swap.block_device_name(self.swap_dev), times=a["times"],
-                                journal=self.injector.record)
-        elif self.injector is not None:
-            self.injector.undo()
-
-    def concurrent(self, step):
-        """Worker actions start first (each may wait for a knob value, to enter
-        the race window the moment it opens), then the harness's own steps run,
-        then workers told to go on until_done are stopped, then all report."""
-        actions = [c for c in step.children if c.kind == "do"]
-        others = [c for c in step.children if c.kind != "do"]
-        sent = []
-        for c in actions:
-            for w in self.state.select(c.args["workers"]):
-                self.send_action(w, c.args)
-                sent.append((w, c))
-        windows = []
-        self.racing = True
-        for c in others:
-            self.current_line = c.line
-            start = time.monotonic()
-            if c.kind == "knob":
-                for w in self.write_knobs(c.args["writes"], c.args["expect"]):
-                    windows.append((w.started, w.started + w.seconds, f"{w.name}={w.value}"))
-            else:
-                self.simple(c)
-            self.mark(c.title, start)
-        self.racing = False
-        for w, c in sent:
-            if c.args.get("until_done"):
-                w.send("stop")
-        hits = {}
-        for w, c in sent:
-            hit = self.receive_action(w, c.args, windows)
-            if hit:
-                done = hits.setdefault(c.args["do"], [0, 0])
-                done[0], done[1] = done[0] + hit[0], done[1] + hit[1]
-            if c.args.get("until_done"):
-                w.receive("stop", self.left())
-        self.acted([w for w, _ in sent], [c.args for _, c in sent])
-        self.window_needed(step, windows, hits)
-        if any(name == "run" for c in others if c.kind == "knob" for name, _ in c.args["writes"]):
-            self.invariant(f"after the race (line {step.line})")
-
-    def window_needed(self, step, windows, hits):
-        """A race that missed its window tested nothing: ERROR, not PASS."""
-        if not windows:
-            return
-        during = ", ".join(label for _, _, label in windows)
-        for act, (hit, total) in hits.items():
-            what = {"touch": "faults", "fork": "forks"}.get(act, f"{act} events")
-            if hit * 100 < step.args["window"] * total or not total:
-                self.errors.append(f"race window missed (line {step.line}): {hit} of {total} {what} during "
-                                   f"{during} (want >= {step.args['window']}%)")
-
-    def send_action(self, w, a):
-        act = a["do"]
-        region = a.get("region")
-        wait = {}
-        if a.get("wait_for"):
-            wf = a["wait_for"]
-            wait = {"wait_file": str(self.ctx.knobs.root / wf["knob"]), "wait_value": wf["value"],
-                    "wait_timeout": wf["timeout"]}
-        span = {}
-        if region and region != "all":
-            start, count = page_span(a.get("pages"), w.regions[region]["npages"])
-            span = {"start": start, "count": count}
-        if act == "write":
-            self.state.generation += 1
-            p = a.get("pattern")
-            pattern = {"kind": p.kind, "seed": p.seed, "groups": p.groups} if p else {"kind": "unique"}
-            w.send("write", region=region, pattern=pattern, worker=w.index,
-                   generation=self.state.generation, **span)
-        elif act in ("advise", "pageout"):
-            if a.get("advice", "pageout") == "pageout":
-                self.record_frames(w, region, span)
-            w.send("advise", region=region, advice=a.get("advice", "pageout"), **span)
-        elif act == "touch":
-            w.send("touch", region=region, write=a.get("write", False), threads=a.get("threads", 1),
-                   pace_us=a.get("pace_us", 0), **span, **wait)
-        elif act in HARNESS_ACTIONS:
-            return  # done in receive_action, once the worker's other actions are in
-        elif act == "fork":
-            live_cap = 0 if not a.get("live", True) else a.get("live_cap", 256)
-            w.send("fork", count=a.get("count", 1 << 40), duration=a.get("duration", 3600),
-                   depth=a.get("depth", 1), live_cap=live_cap, lifetime_us=a.get("lifetime_us", 0),
-                   interval_us=a.get("interval_us", 0),
-                   until_told=bool(a.get("until_done")), **wait)
-        elif act == "prctl_merge":
-            w.send("prctl_merge", value=int(a["value"]))
-        elif act == "provoke":
-            w.send("provoke", path=str(lkdtm.direct(self.ctx.roots.sys / "kernel/debug")), crash=a["crash"])
-        else:  # validated in scenario.py; reaching here is a harness bug
-            raise HarnessError(f"unknown action {act}")
-
-    def receive_action(self, w, a, windows):
-        act = a["do"]
-        try:
-            reply = None if act in HARNESS_ACTIONS else w.receive("advise" if act == "pageout" else act, self.left())
-        except WorkerDied as exc:
-            self.check(f"worker {w.name} survives {act}", False, str(exc))
-            return
-        region = a.get("region")
-        if act == "touch":
-            self.state.add(w, region, "sigbus", reply["sigbus"])
-            return self.note_window(w, "page faults", reply["times_ns"], windows)
-        elif act == "fork":
-            self.state.add(w, "all", "forks", reply["forks"])
-            if windows:
-                return self.note_window(w, "forks", reply["times_ns"], windows)
-            else:
-                self.state.notes.append(f"{w.name}: {reply['forks']} forks, {reply['live']} children alive at the end")
-            if reply["failed"]:
-                self.state.notes.append(f"{w.name}: {reply['failed']} forks failed ({reply['error']})")
-        elif act == "verify":
-            for name in ([region] if region and region != "all" else list(w.regions)):
-                res = w.call("verify", timeout=self.left(), region=name)
-                self.state.add(w, name, "sigbus", res["sigbus"])
-                self.state.add(w, name, "bad", res["bad"])
-                problems = self.verify_problems(w.name, name, res, "intact")
-                self.check(f"data intact in {w.name}.{name} (line {self.current_line})", not problems,
-                           "; ".join(problems) or f"{res['pages']} pages verified")
-        elif act == "migrate":
-            info = w.regions[region]
-            addrs = [info["addr"] + i * PAGE_SIZE for i in range(info["npages"])]
-            moved, calls = numa.migrate(w.pid, addrs, a["node"])
-            self.state.notes.append(f"{w.name}.{region}: {moved}/{len(addrs)} pages now on node {a['node']}"
-                                    f" ({calls} move_pages calls)")
-        elif act == "exit":
-            w.send("exit")
-            w.exit = w.pool.wait_exit(w.pid)
-        elif act == "hwpoison":
-            start, count = page_span(a.get("pages"), w.regions[region]["npages"])
-            done = hwpoison.poison(self.ctx.poison, w, region, start, count,
-                                   self.state.frames.get((w.name, region), {}),
-                                   lambda: [r.text for r in self.kmsg.records()], self.left())
-            self.state.add(w, region, "poisoned", sum(p.poisoned for p in done))
-            self.state.notes.append(f"{w.name}.{region} hwpoison: {hwpoison.summary(done)}")
-        elif act == "provoke":
-            self.state.notes.append(f"{w.name}: LKDTM {a['crash']} provoked; the write returned")
 
     def record_frames(self, w, region, span):
         """Remember the PFN of each mapped page about to be paged out."""
@@ -667,11 +452,11 @@ class ScenarioRun:
     def expectations(self):
         for e in self.sc.expect:
             if e.kind == "that":
-                ok, detail = self.metrics.holds(e.args["cond"], self.reference)
+                ok, detail = self.metrics.holds(e.cond, self.reference)
                 self.check(e.text, ok, detail)
-                self.attributed(e.args["cond"])
+                self.attributed(e.cond)
             elif e.kind == "data":
-                self.verify_data("at the end", e.args["mode"])
+                self.verify_data("at the end", e.mode)
 
 
 class RunContext:
@@ -705,7 +490,7 @@ def run_scenario(ctx, sc):
     run = ScenarioRun(ctx, sc)
     expected_crash = [e for e in sc.expect if e.kind == "crash"]  # reports the scenario is written to provoke
     dog = Watchdog(run.deadline, sc.timeout, run.busy, ctx.roots.proc,
-                   expected=[e.args["title"] for e in expected_crash], where=run.where)
+                   expected=[e.title for e in expected_crash], where=run.where)
     # only the kernel's own records (facility 0) count: a user-space line
     # written to /dev/kmsg is never a kernel report (tests that inject fake
     # reports point roots.kmsg at a log file of their own)
@@ -754,9 +539,9 @@ def run_scenario(ctx, sc):
         run.errors.append(watcher.lost())
     new_taint = taint.new_flags(taint_before, taint.read_tainted(taint_path))
     for e in expected_crash:
-        hits = [c.title for c in crashes if re.search(e.args["title"], c.title)]
+        hits = [c.title for c in crashes if re.search(e.title, c.title)]
         run.check(e.text, bool(hits), "; ".join(hits) or "no matching kernel report")
-    unexpected = [c for c in crashes if not any(re.search(e.args["title"], c.title) for e in expected_crash)]
+    unexpected = [c for c in crashes if not any(re.search(e.title, c.title) for e in expected_crash)]
     run.check("no kernel crash report", not unexpected,
               "; ".join(f"{c.title} (log line {c.line})" for c in unexpected) or "log clean")
     if not expected_crash:

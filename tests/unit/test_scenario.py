@@ -69,7 +69,7 @@ def test_matrix_list_of_points(tmp_path):
             + BASE + "  - wait: '${c}'\n")
     _, loaded = load(tmp_path, text)
     assert [s.params for s in loaded] == [{"v": 0, "c": "a.r.ksm == 100%"}, {"v": 1, "c": "a.r.zero == 100%"}]
-    assert [s.steps[-1].args["until"].name for s in loaded] == ["a.r.ksm", "a.r.zero"]
+    assert [s.steps[-1].until.name for s in loaded] == ["a.r.ksm", "a.r.zero"]
 
 
 def test_matrix_points_must_share_names(tmp_path):
@@ -96,13 +96,13 @@ def test_matrix_product_and_types(tmp_path):
 def test_substitution_inside_a_string(tmp_path):
     text = "matrix:\n  v: [7]\n" + BASE + "  - {knob: {run: 2}, name: 'step-${v}'}\n"
     _, (s,) = load(tmp_path, text)
-    assert s.steps[1].args["name"] == "step-7"
+    assert s.steps[1].name == "step-7"
 
 
 def test_no_matrix_plain_name(tmp_path):
     _, (s,) = load(tmp_path, BASE)
     assert s.name == "t" and s.params == {}
-    assert s.steps[0].args["writes"] == (("run", "1"),)
+    assert s.steps[0].writes == (("run", "1"),)
 
 
 # (id, text, line, field, message); field None means the error has no field part
@@ -275,4 +275,4 @@ def test_load_all_keyword():
 @pytest.mark.parametrize("line,want", [("window: 75%", 75), ("window: 0%", 0), ("name: race", 50)])
 def test_race_window(tmp_path, line, want):
     _, (sc,) = load(tmp_path, RACE.replace("WINDOW", line))
-    assert sc.steps[1].kind == "concurrent" and sc.steps[1].args["window"] == want
+    assert sc.steps[1].kind == "concurrent" and sc.steps[1].window == want
