@@ -1,7 +1,7 @@
 """Worker actions (`do: NAME`): what the selected workers do to their
 memory and processes.  The worker half of each is zygote.py's op_NAME."""
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar, Optional, Tuple
 
 from .. import hwpoison, lkdtm, numa, pages
 from .base import Action
@@ -142,20 +142,12 @@ class Fork(Action):
     until_done: bool = field("until_done", "bool", "Go on until the concurrent step's harness steps are done.",
                              default=False)
     # the keys of which a fork needs one (else it would never end)
-    ENDS: ClassVar = ("count", "duration", "until_done")
+    needs_one_of: ClassVar[Tuple[str, ...]] = ("count", "duration", "until_done")
 
     def validate(self, p, m, where, in_concurrent):
         if self.until_done and not in_concurrent:
             raise p.err("until_done only makes sense inside a concurrent step", m, "until_done",
                         f"{where}.until_done")
-        if not any(k in m for k in self.ENDS):
-            raise p.err("fork needs count, duration or until_done", m, "do", f"{where}.do")
-
-    def dump(self):
-        out = super().dump()
-        if not any(k in out for k in self.ENDS):
-            out["count"] = self.count
-        return out
 
     @property
     def stops_when_told(self):

@@ -59,6 +59,11 @@ class Spec:
     pattern: Optional[str] = None  # a regex a str must match in full
     message: Optional[str] = None  # the error for a value out of bounds/choices/pattern: {value!r}, {key}
 
+    @property
+    def yaml_default(self):
+        """The default as it would be written in YAML (None: no default)."""
+        return None if self.default is None else dump_value(self, self.default)
+
     def bounds(self, limits=None):
         """(minimum, maximum) in force: the machine's limit where there is one."""
         high = getattr(limits, self.limit) if limits is not None and self.limit else self.maximum
