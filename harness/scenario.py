@@ -5,12 +5,15 @@ key, a wrong type, a bad size or an impossible order is an InputError naming
 file:line and the field (exit code 2).  The format is documented in README.md
 ("Writing scenarios") and described by harness/schema/scenario.schema.json.
 """
+import dataclasses
 import itertools
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Tuple
+
+import yaml
 
 from . import limits as limits_mod, steps as steps_mod, yamlload
 from .steps import document
@@ -19,12 +22,13 @@ from .errors import InputError
 from .knobs import Knobs
 from .steps import Step
 from .steps.actions import MAX_NODE
-from .steps.fields import (PAGE, Ctx, at_least as _at_least, check_keys as _keys, parse_size, typed as _typed,
-                           within as _within)
-from .steps.values import (NODE_METRIC_RE, Condition, Pattern, check_metric, parse_condition, parse_knob_writes,
-                           parse_pattern)
+from .steps.fields import (PAGE, Ctx, at_least as _at_least, check_keys as _keys, dump_size, parse_size,
+                           typed as _typed, within as _within)
+from .steps.values import (NODE_METRIC_RE, Condition, Pattern, check_metric, dump_pattern, parse_condition,
+                           parse_knob_writes, parse_pattern)
 
-__all__ = ["Condition", "NODE_METRIC_RE", "PAGE", "Pattern", "Step", "Scenario", "load_file", "load_all"]
+__all__ = ["Condition", "NODE_METRIC_RE", "PAGE", "Pattern", "Step", "Scenario", "dump", "dump_text", "load_file",
+           "load_all"]
 
 NAME_RE = re.compile(f"^{document.NAME_PATTERN}$")
 
@@ -367,6 +371,50 @@ def load_file(path, limits=None, knobs=None):
         body.line, body.key_lines = doc.line, doc.key_lines
         out.append(Parser(file, body, params, limits, knobs).scenario())
     return out
+
+
+def dump(sc):
+    """The YAML mapping sc came from, defaults left out: load_file() of it
+    gives a Scenario equal to sc (a matrix point is a matrix of that one point)."""
+    out = {"name": sc.name.partition("[")[0] if sc.params else sc.name}
+    if sc.description:
+        out["description"] = sc.description
+    requires = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(sc.requires).items()
+                if v not in (None, False, ()) and not (k == "numa_nodes" and v == 1)}
+    if requires:
+        out["requires"] = requires
+    if sc.params:
+        out["matrix"] = [dict(sc.params)]
+    setup = {}
+    if sc.knobs:
+        setup["knobs"] = dict(sc.knobs)
+    if sc.swap:
+        setup["swap"] = {"kind": sc.swap["kind"], "size": dump_size(sc.swap["npages"])}
+    if sc.cgroup:
+        setup["cgroup"] = {"limit": dump_size(sc.cgroup["limit_pages"]), "oom_kill": sc.cgroup["oom_kill"]}
+    if setup:
+        out["setup"] = setup
+    out["workers"] = [{"name": g.name, "count": g.count, "prctl_merge": g.prctl_merge,
+                       "regions": [dump_region(r) for r in g.regions]} for g in sc.workers]
+    out["steps"] = [step.dump() for step in sc.steps]
+    out["expect"] = [e.text if e.kind == "that" else {e.kind: e.mode if e.kind == "data" else e.title}
+                     for e in sc.expect]
+    out["timeout"] = sc.timeout
+    return out
+
+
+def dump_region(r):
+    out = {"name": r.name, "size": dump_size(r.npages), "pattern": dump_pattern(r.pattern), "mergeable": r.mergeable}
+    if r.node is not None:
+        out["node"] = r.node
+    if r.thp is not None:
+        out["thp"] = r.thp
+    return out
+
+
+def dump_text(sc):
+    """dump(sc) as YAML text: a scenario file of its own."""
+    return yaml.safe_dump(dump(sc), sort_keys=False)
 
 
 def find_files(paths):
