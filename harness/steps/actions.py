@@ -135,8 +135,8 @@ class Fork(Action):
     live: bool = field("live", "bool", "Children live on (paused) instead of exiting at once.", default=True)
     live_cap: int = field("live_cap", "int", "Most children alive at once.", default=256, minimum=0,
                           maximum=1 << 20)
-    lifetime_us: float = field("lifetime_us", "number", "Microseconds each child lives (0: until the end).",
-                               default=0, minimum=0)
+    lifetime_us: float = field("lifetime_us", "number", "Live children exit after this many microseconds and "
+                               "are replaced, a rolling population (0: they live to the end).", default=0, minimum=0)
     interval_us: float = field("interval_us", "number", "Microseconds between forks.", default=0, minimum=0)
     wait_for: Optional[WaitFor] = field("wait_for", "wait_for", "Start once a KSM file reads a value.")
     until_done: bool = field("until_done", "bool", "Go on until the concurrent step's harness steps are done.",
@@ -186,7 +186,8 @@ class PrctlMerge(Action):
 @dataclass(frozen=True)
 class Migrate(Action):
     action: ClassVar[str] = "migrate"
-    summary: ClassVar[str] = "Move a region's pages to a NUMA node (move_pages)."
+    summary: ClassVar[str] = ("Move a region's pages to a NUMA node: move_pages(), again for the pages still "
+                              "elsewhere until all are there (a page ksmd holds makes one call stop short).")
     region: str = field("region", "region", "Region name.", required=True)
     node: int = field("node", "int", "Target NUMA node.", required=True, minimum=0, maximum=MAX_NODE)
 
