@@ -18,14 +18,13 @@ FOREVER_SECONDS = 3600  # a fork storm's duration when only its count (or until_
 class OnPages(Action):
     """An action on some pages of one region of each selected worker."""
 
-    region: str = field("region", "region", "Region name, or all.", required=True)
+    region: str = field("region", "region", "Region name.", required=True, excluded=("all",),
+                        message="{key}: name one region ('all' is for verify and conditions)")
     pages: PageRange = field("pages", "pages", "Which pages: all, 10-19, 7, 50% or 'last 50%'.",
                              default=ALL_PAGES)
 
     def span(self, w):
-        """{start, count} of the pages in worker w's region (nothing: the whole region)."""
-        if self.region == "all":
-            return {}
+        """{start, count} of the pages in worker w's region."""
         start, count = self.pages.span(w.regions[self.region]["npages"])
         return {"start": start, "count": count}
 

@@ -53,7 +53,7 @@ VALUE_SCHEMAS = {
     "choice": lambda s: {"type": "string", "enum": list(s.choices)},
     "name": lambda s: {"type": "string", "pattern": f"^{document.NAME_PATTERN}$"},
     "regex": lambda s: {"type": "string"},
-    "region": lambda s: {"type": "string"},
+    "region": lambda s: bounded({"type": "string"}, s),
     "strings": lambda s: array({"type": "string"}),
     "version": lambda s: {"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+){0,2}$"}, {"type": "number"}]},
     "knob_value": lambda s: {"type": ["integer", "string"]},

@@ -232,6 +232,8 @@ def worker_names(selectors, group_sizes):
 
 def region(p, m, where, spec, values):
     name = typed(p.ctx, m, spec.key, where, (str,))
+    if name in spec.excluded:
+        raise p.err(spec.message.format(value=name, key=spec.key), m, spec.key, f"{where}.{spec.key}")
     for sel in values.get("workers") or ():
         groups = p.groups.values() if sel.group == "all" else [p.groups[sel.group]]
         if name != "all" and any(name not in g for g in groups):
