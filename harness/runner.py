@@ -14,12 +14,12 @@ import re
 import signal
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import (attribution, cgroup, environment, faultinject, hwpoison, pages, requirements, swap, taint, truth,
-               truthcheck)
+from . import (attribution, cgroup, dataverify, environment, faultinject, hwpoison, pages, requirements, swap, taint,
+               truth, truthcheck)
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
 from .errors import (CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, ScenarioStopped, Skip,
@@ -29,13 +29,15 @@ from .lock import MachineLock
 from .kmsg import KmsgWatcher
 from .knobs import NEED_UNSHARED, RUN_UNMERGE, Knobs, WriteResult
 from .metrics import Metrics
-from .results import ERROR, FAIL, PASS, SKIP, Check, RunResult, ScenarioResult, StepMark
+from .recovery import Tracked, entry_name, recover, recover_stale
+from .results import ERROR, FAIL, SKIP, Check, RunResult, ScenarioResult, StepMark
+from .runstate import RunState
 from .sampler import Counters, Sampler, deltas
 from .swap import SwapManager
 from .watchdog import NOT_RUN, Watchdog, in_kernel, settle, stuck_text
+from .verdict import errored, verdict
 from .workers import WorkerDied, WorkerPool
-from .zygote import PAGE_SIZE, verify_buffer
-from ._mem import ffi
+from .zygote import PAGE_SIZE
 
 
 class Interrupted(BaseException):
@@ -50,81 +52,6 @@ class Roots:
     proc: Path = Path("/proc")
     sys: Path = Path("/sys")
     kmsg: Path = Path("/dev/kmsg")
-
-
-@dataclass
-class RunState:
-    """The live objects of one scenario run."""
-
-    scenario: object
-    groups: dict = field(default_factory=dict)  # group name -> [Worker]
-    tallies: dict = field(default_factory=dict)  # (worker name, region, metric) -> int
-    generation: int = 0  # bumped by each write step: new content never seen before
-    notes: list = field(default_factory=list)
-    # (worker name, region) -> {page index: PFN}, read from pagemap before each
-    # pageout: the frame a page kept when it left the page tables (a KSM page
-    # in swapcache keeps it), for the hwpoison step and lost_in_swapcache
-    frames: dict = field(default_factory=dict)
-
-    def workers_of(self, selector):
-        """Workers for a selector (steps.values.Selector), or a group's name or "all"."""
-        if isinstance(selector, str):
-            return [w for g, ws in self.groups.items() if selector in ("all", g) for w in ws]
-        groups = self.groups if selector.group == "all" else [selector.group]
-        return [self.groups[g][i] for g in groups for i in selector.indexes(len(self.groups[g]))]
-
-    def select(self, selectors):
-        """The live workers selectors name (steps.values.Selector, or "all"), each once."""
-        seen, out = set(), []
-        for sel in selectors:
-            for w in self.workers_of(sel):
-                if w.name not in seen and w.exit is None:
-                    seen.add(w.name)
-                    out.append(w)
-        return out
-
-    def add(self, worker, region, metric, n):
-        key = (worker.name, region, metric)
-        self.tallies[key] = self.tallies.get(key, 0) + n
-
-    def tally(self, group, region, metric):
-        names = {w.name for w in self.workers_of(group)}
-        return sum(v for (w, r, m), v in self.tallies.items()
-                   if w in names and m == metric and region in ("all", r))
-
-
-class Tracked:
-    """One resource (swap device, cgroup, fault injection) from the journal
-    entry written before it is made until it is really gone.  record() is
-    the `journal` callback of SwapManager.create(), MemCgroup.create() and
-    FailMakeRequest.arm(); undo() removes the newest description (removal
-    tolerates a half-made resource) and only then drops the entry."""
-
-    def __init__(self, journal, kind, to_journal, remove):
-        self.journal = journal
-        self.kind = kind  # "swap", "cgroups", "faultinject"
-        self.to_journal = to_journal  # obj -> JSON-ready dict
-        self.remove = remove  # obj -> None, raises if the resource could not be removed
-        self.ident = None  # its journal entry, None before the first record and once gone
-        self.obj = None  # the newest description: SwapDevice, MemCgroup or Armed
-
-    def record(self, obj):
-        if self.ident is None:
-            self.ident = self.journal.add(self.kind, self.to_journal(obj))
-        else:
-            self.journal.replace(self.ident, self.to_journal(obj))
-        self.obj = obj
-
-    def undo(self):
-        """Remove it; a second call (or one before anything was made) does nothing."""
-        if self.ident is None:
-            return
-        self.remove(self.obj)
-        self.journal.remove(self.ident)
-        self.ident = None
-
-    def __repr__(self):
-        return f"{self.kind} {self.obj!r}"[:160]
 
 
 class ScenarioRun:
@@ -345,50 +272,15 @@ class ScenarioRun:
                     continue
                 checked += 1
                 self.state.add(w, region, "sigbus", res["sigbus"])
-                problems.extend(self.verify_problems(w.name, region, res, mode))
+                problems.extend(dataverify.problems(w.name, region, res, mode))
             for d in w.descendants():
                 for region, info in w.regions.items():
-                    res = self.verify_remote(d.pid, info)
+                    res = dataverify.remote(d.pid, info, self.ctx.roots.proc)
                     if res is not None:
                         checked += 1
-                        problems.extend(self.verify_problems(f"{w.name} child {d.pid}", region, res, mode))
+                        problems.extend(dataverify.problems(f"{w.name} child {d.pid}", region, res, mode))
         self.check(f"data {mode} ({when})", not problems,
                    "; ".join(problems[:5]) or f"{checked} process regions verified")
-
-    @staticmethod
-    def verify_problems(who, region, res, mode):
-        out = []
-        if res["bad"]:
-            first = ", ".join(f"page {f['page']} word0={f['found']:#x}" for f in res["first"] if not f["sigbus"])
-            out.append(f"{who}.{region}: {res['bad']} of {res['pages']} pages hold wrong data ({first})")
-        if res["sigbus"] and mode == "intact":
-            out.append(f"{who}.{region}: {res['sigbus']} pages raised SIGBUS")
-        if res.get("error"):
-            out.append(f"{who}.{region}: {res['error']}")
-        return out
-
-    def verify_remote(self, pid, info):
-        """Verify a descendant's copy through /proc/PID/mem: its keys and region
-        sit at the same addresses as in the worker it was forked from."""
-        try:
-            keys = pages.read_memory(pid, info["keys_addr"], 8 * info["npages"], self.ctx.roots.proc)
-            data = pages.read_memory(pid, info["addr"], PAGE_SIZE * info["npages"], self.ctx.roots.proc)
-        except (FileNotFoundError, ProcessLookupError):
-            return None  # exited meanwhile
-        except OSError as exc:
-            return {"pages": info["npages"], "bad": 0, "sigbus": 1,
-                    "first": [{"page": -1, "found": 0, "sigbus": True, "error": str(exc)}]}
-        # fs/proc/base.c mem_rw(): 0 bytes once the mm is gone (the process
-        # exited after the open); a short count when access_remote_vm() stops
-        # at a page it cannot reach (-EIO only if that is the first page)
-        if not keys or not data:
-            return None
-        if len(keys) < 8 * info["npages"] or len(data) < PAGE_SIZE * info["npages"]:
-            return {"pages": info["npages"], "bad": 0, "sigbus": 0, "first": [],
-                    "error": f"short read of /proc/{pid}/mem: {len(keys)} of {8 * info['npages']} key bytes, "
-                             f"{len(data)} of {PAGE_SIZE * info['npages']} data bytes"}
-        return verify_buffer(ffi.from_buffer("char[]", data), ffi.from_buffer("uint64_t[]", keys),
-                             info["npages"])
 
     # -- steps --
     def run_steps(self, steps):
@@ -577,71 +469,6 @@ def run_scenario(ctx, sc, drive=None):
 def run_in_order(run):
     """The scenario's own steps, in file order."""
     run.run_steps(run.sc.steps)
-
-
-def undo_entry(ctx, journal, entry):
-    """Remove one journaled resource, then drop its entry."""
-    parse, remove = {"swap": (swap.from_journal, ctx.swap.remove_stale),
-                     "cgroups": (cgroup.from_journal, cgroup.remove_stale),
-                     "faultinject": (faultinject.from_journal, ctx.faults.remove_stale)}[entry["kind"]]
-    remove(parse(entry["entry"]))
-    journal.remove(entry["id"])
-
-
-def recover(ctx, journal):
-    """Undo the open journal (a killed run's, adopted, or this run's own at its
-    end): its entries newest first across kinds (a second fault-injection arm
-    journaled the first one's values as "previous"), then its knobs.  Every
-    item is tried; returns the failures, [] when the journal is all undone."""
-    data = journal.data
-    defer = Cleanup()
-    if data.get("knobs"):
-        defer(ctx.knobs.restore, data["knobs"])
-    for entry in data["entries"]:  # oldest first on the LIFO queue: it runs last
-        defer.named(f"remove {entry_name(entry)}", undo_entry, ctx, journal, entry)
-    return defer.run()
-
-
-def entry_name(entry):
-    """A journal entry in words: "swap /dev/loop0", "cgroups /sys/fs/cgroup/memory/ksm-harness/run-7"."""
-    e = entry["entry"]
-    return f"{entry['kind']} {e.get('device') or e.get('path') or e.get('block') or e}"
-
-
-def recover_stale(ctx, journal, stale, say):
-    """Put back what a killed run (or a failed cleanup) left; raises
-    CleanupError, the journal keeping what is left, if something stays."""
-    kinds = [e["kind"] for e in stale["entries"]]
-    journal.adopt(stale)
-    failures = recover(ctx, journal)
-    if failures:
-        raise CleanupError(failures)
-    journal.finish()
-    corrupt = f"; {journal.path} was unreadable: check knobs, swap and cgroups by hand" if stale.get("corrupt") else ""
-    say(f"restored KSM knobs and removed {kinds.count('swap')} swap device(s), {kinds.count('cgroups')} "
-        f"cgroup(s) and {kinds.count('faultinject')} fault injection(s) left by run pid {stale.get('pid', '?')}"
-        f"{corrupt}")
-
-
-def errored(name, file, line, reason, checks):
-    """The result of a scenario (or of the run's final restore) that the
-    harness could not carry through."""
-    return ScenarioResult(name, file, line, ERROR, 0.0, reason=reason, checks=tuple(checks))
-def verdict(checks, errors):
-    """(status, reason): FAIL is the kernel's (a check it did not pass, even
-    when harness trouble came after), ERROR is ours (the harness or machine
-    could not do the test, or a race missed its window), else PASS."""
-    failed = [c for c in checks if not c.passed and c.kernel]
-    errors = errors + [f"{c.what}: {c.detail.strip().splitlines()[-1]}" for c in checks
-                       if not c.passed and not c.kernel]
-    if failed:
-        also = f" (then: {errors[0]})" if errors else ""
-        return FAIL, f"{failed[0].what}: {failed[0].detail}{also}"
-    if errors:
-        return ERROR, "; ".join(errors)
-    return PASS, ""
-
-
 
 
 def preflight(roots):

@@ -186,7 +186,7 @@ class Worker:
         ntimes = 100000  # fork times kept for the race-window note
         times = ffi.new("uint64_t[]", ntimes)
         wait_file(args)
-        # the harness (runner.send_action) sends every argument: defaults live there alone
+        # the harness (steps/actions.py Fork.send) sends every argument: defaults live there alone
         lib.ksmh_fork_storm(int(args["duration"] * 1e9), args["count"], args["depth"], args["live_cap"],
                             int(args["lifetime_us"] * 1000), self.sock.fileno() if args["until_told"] else -1,
                             int(args["interval_us"] * 1000), times, ntimes, res)

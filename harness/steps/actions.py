@@ -3,7 +3,7 @@ memory and processes.  The worker half of each is zygote.py's op_NAME."""
 from dataclasses import dataclass
 from typing import ClassVar, Optional, Tuple
 
-from .. import hwpoison, lkdtm, numa, pages
+from .. import dataverify, hwpoison, lkdtm, numa, pages
 from .base import Action
 from .fields import field
 from .values import ALL_PAGES, PageRange, Pattern, WaitFor, worker_names
@@ -114,7 +114,7 @@ class Verify(Action):
             res = w.call("verify", timeout=run.left(), region=name)
             run.state.add(w, name, "sigbus", res["sigbus"])
             run.state.add(w, name, "bad", res["bad"])
-            problems = run.verify_problems(w.name, name, res, "intact")
+            problems = dataverify.problems(w.name, name, res, "intact")
             run.check(f"data intact in {w.name}.{name} (line {run.current_line})", not problems,
                       "; ".join(problems) or f"{res['pages']} pages verified")
 
