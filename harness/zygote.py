@@ -26,6 +26,8 @@ ADVICE = {"mergeable": lib.KSMH_MADV_MERGEABLE, "unmergeable": lib.KSMH_MADV_UNM
           "pageout": lib.KSMH_MADV_PAGEOUT, "cold": lib.KSMH_MADV_COLD,
           "dontneed": lib.KSMH_MADV_DONTNEED, "hugepage": lib.KSMH_MADV_HUGEPAGE,
           "nohugepage": lib.KSMH_MADV_NOHUGEPAGE}
+PROT = {"none": lib.KSMH_PROT_NONE, "read": lib.KSMH_PROT_READ,
+        "readwrite": lib.KSMH_PROT_READ | lib.KSMH_PROT_WRITE}
 
 
 class CommandError(Exception):
@@ -53,6 +55,7 @@ class Region:
         self.base = ffi.cast("char *", start)
         self.npages = npages
         self.keys = ffi.new("uint64_t[]", npages)
+        self.unreadable = bytearray(npages)  # 1 for a page mprotect()ed without PROT_READ
 
     def span(self, start, count):
         count = self.npages - start if count is None else count
@@ -174,9 +177,27 @@ class Worker:
         r = self.region(args["region"])
         return {"resident": pages.resident(r.describe()["addr"], r.npages)}
 
+    def op_mprotect(self, args):
+        r = self.region(args["region"])
+        start = args.get("start", 0)
+        base, count = r.span(start, args.get("count"))
+        check(lib.ksmh_mprotect(base, count * PAGE_SIZE, PROT[args["prot"]]), f"mprotect {args['prot']}")
+        r.unreadable[start:start + count] = bytes([args["prot"] == "none"]) * count
+        return {}
+
     def op_verify(self, args):
         r = self.region(args["region"])
-        return verify_buffer(r.base, r.keys, r.npages)
+        if not any(r.unreadable):
+            return verify_buffer(r.base, r.keys, r.npages)
+        # PROT_NONE pages fault on a plain read; /proc/self/mem reads them
+        # anyway (fs/proc/base.c mem_rw() uses FOLL_FORCE, which needs only
+        # VM_MAYREAD) and a read never unshares a KSM page
+        copy = ffi.new("char[]", r.npages * PAGE_SIZE)
+        with open("/proc/self/mem", "rb", buffering=0) as mem:
+            got = os.preadv(mem.fileno(), [ffi.buffer(copy)], int(ffi.cast("uintptr_t", r.base)))
+        if got != r.npages * PAGE_SIZE:
+            raise CommandError(f"/proc/self/mem gave {got} of {r.npages * PAGE_SIZE} bytes")
+        return verify_buffer(copy, r.keys, r.npages)
 
     def op_fork(self, args):
         """Fork children (a storm for `duration` seconds, or `count` forks) that

@@ -10,6 +10,7 @@ from .values import ALL_PAGES, PageRange, Pattern, WaitFor, worker_names
 
 MAX_NODE = 127  # mem.c ksmh_mbind() passes a 128-bit node mask
 ADVICE = ("mergeable", "unmergeable", "pageout", "cold", "dontneed", "hugepage", "nohugepage")
+PROTECTIONS = ("none", "read", "readwrite")
 FOREVER_FORKS = 1 << 40  # a fork storm's count when only its duration (or until_done) ends it
 FOREVER_SECONDS = 3600  # a fork storm's duration when only its count (or until_done) ends it
 
@@ -65,6 +66,21 @@ class Advise(OnPages):
 
     def send(self, run, w):
         advise(run, w, self, self.advice)
+
+
+@dataclass(frozen=True)
+class Mprotect(OnPages):
+    action: ClassVar[str] = "mprotect"
+    op: ClassVar[Optional[str]] = "mprotect"
+    summary: ClassVar[str] = ("mprotect() pages of a region: unmerge reaches PROT_NONE pages too (mm/ksm.c "
+                              "break_ksm() unshares through handle_mm_fault(), which checks no protection).")
+    prot: str = field("prot", "choice", "Protection: none, read or readwrite (a touch or write of a page it "
+                      "forbids kills the worker with SIGSEGV; verify reads through /proc/self/mem).",
+                      required=True, choices=PROTECTIONS,
+                      message="unknown protection {value!r} (" + ", ".join(PROTECTIONS) + ")")
+
+    def send(self, run, w):
+        w.send("mprotect", region=self.region, prot=self.prot, **self.span(w))
 
 
 @dataclass(frozen=True)
