@@ -131,6 +131,10 @@ class Worker:
         base, count = r.span(args.get("start", 0), args.get("count"))
         check(lib.ksmh_madvise(base, count * PAGE_SIZE, ADVICE[args["advice"]]),
               f"madvise {args['advice']}")
+        if args["advice"] == "dontneed":
+            # private anonymous pages zapped by MADV_DONTNEED read back as zeroes
+            # (mm/madvise.c madvise_dontneed_single_vma(); do_anonymous_page())
+            r.set_keys({"kind": "zero"}, 0, args.get("start", 0), count)
         return {}
 
     def op_hwpoison(self, args):
