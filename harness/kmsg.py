@@ -47,6 +47,7 @@ class Record:
     text: str  # the message, unescaped (several lines if the kernel logged a "\n")
     fields: Mapping[str, str] = field(default_factory=dict)  # " KEY=value" lines: SUBSYSTEM, DEVICE
     raw: str = ""  # the console log line as written; "" for /dev/kmsg records
+    caller: Optional[str] = None  # "T123" / "C1" from the record's caller= field (CONFIG_PRINTK_CALLER)
 
     @property
     def level_name(self):
@@ -76,8 +77,11 @@ def parse_record(data: bytes) -> Record:
     pri, seq, usec = (int(p) for p in parts[:3])
     body = rest.split("\n")
     fields = dict(line[1:].partition("=")[::2] for line in body[1:] if line.startswith(" ") and "=" in line)
-    message = parse_line(f"{pri},{seq},{usec},-;{body[0]}")
-    return Record(seq, usec, pri & 7, pri >> 3, "\n".join(m.text for m in message), fields)
+    # the header keeps its caller= field (kernel/printk/printk.c info_print_ext_header()
+    # adds ",caller=T123" with CONFIG_PRINTK_CALLER): interleaved reports are told apart by it
+    message = parse_line(f"{head};{body[0]}")
+    return Record(seq, usec, pri & 7, pri >> 3, "\n".join(m.text for m in message), fields,
+                  caller=message[0].caller if message else None)
 
 
 def _console_record(raw: str) -> Record:
@@ -296,11 +300,11 @@ class KmsgWatcher:
         if record.raw:  # console log line: the scanner judges its prefixes itself
             lines = parse_line(record.raw, index)
         else:
-            lines = [LogLine(raw, text, index, True, record.usec, record.seq)
+            lines = [LogLine(raw, text, index, True, record.usec, record.seq, record.caller)
                      for raw, text in zip(record.lines(), record.text.split("\n"))]
         for line in lines:
             if line.kernel is False:  # only with user_records
-                line = LogLine(line.raw, line.text, line.lineno, True, line.usec, line.seq)
+                line = LogLine(line.raw, line.text, line.lineno, True, line.usec, line.seq, line.caller)
             self._scanner.feed_line(line)
 
     def _drain_now(self):

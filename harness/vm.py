@@ -43,9 +43,11 @@ from .results import Crash, RunResult
 
 MARKER = "ksm-harness: guest ready"  # + a per-run nonce; written to /dev/kmsg by command.sh
 GUEST_EXITS = (EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_ERROR, EXIT_CANNOT_RUN)  # passed through as is
-RESULT_FILES = ("result.json", "junit.xml", "result.ktap")  # what harness_command() has `run` write
+# what harness_command() has `run` write: file -> report format (its --FORMAT option)
+RESULT_FILES = {"result.json": "json", "junit.xml": "junit", "result.ktap": "ktap", "kcidb.json": "kcidb"}
+RESULT_JSON = "result.json"  # the one the host reads back
 # Everything run_in_vm() writes to `out`.
-OUT_FILES = ("console.log", "guest.log", "qemu.log", initramfs.COMMAND_FILE, initramfs.EXIT_FILE) + RESULT_FILES
+OUT_FILES = ("console.log", "guest.log", "qemu.log", initramfs.COMMAND_FILE, initramfs.EXIT_FILE) + tuple(RESULT_FILES)
 HOST_ENV_KEPT = ("PATH", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV")  # plus every KSM_HARNESS_*
 
 
@@ -88,14 +90,8 @@ def harness_command(run_args: Sequence[str], verbose: bool = False) -> List[str]
     verbose: the guest harness shows every command it runs (`ksm-harness -v`).
     """
     res = initramfs.GUEST_RESULTS
-    json_file, junit_file, ktap_file = RESULT_FILES
-    return [
-        sys.executable, "-m", "harness.cli", *(["--verbose"] if verbose else []), "run",
-        "--json", f"{res}/{json_file}",
-        "--junit", f"{res}/{junit_file}",
-        "--ktap", f"{res}/{ktap_file}",
-        *run_args,
-    ]
+    reports = [arg for name, fmt in RESULT_FILES.items() for arg in (f"--{fmt}", f"{res}/{name}")]
+    return [sys.executable, "-m", "harness.cli", *(["--verbose"] if verbose else []), "run", *reports, *run_args]
 
 
 def guest_env(host_env: Mapping[str, str] = os.environ) -> dict:
@@ -247,7 +243,7 @@ def run_in_vm(
             defer(shutil.rmtree, results, ignore_errors=True)
         else:
             results = Path(share)
-            for name in (initramfs.EXIT_FILE, heartbeat.HEARTBEAT_FILE) + RESULT_FILES:  # the last boot's
+            for name in (initramfs.EXIT_FILE, heartbeat.HEARTBEAT_FILE) + tuple(RESULT_FILES):  # the last boot's
                 (results / name).unlink(missing_ok=True)
         marker = f"{MARKER} {secrets.token_hex(8)}"
         (results / initramfs.COMMAND_FILE).write_text(
@@ -319,7 +315,7 @@ def run_in_vm(
     exit_file = out / initramfs.EXIT_FILE
     exit_text = exit_file.read_text().strip() if exit_file.exists() else ""
     guest_exit = int(exit_text) if exit_text.isdigit() else None
-    guest_result = _load_result(out / RESULT_FILES[0], log)
+    guest_result = _load_result(out / RESULT_JSON, log)
     marker_line, crashes, boot_crashes = _scan(out / "console.log", marker)
 
     if marker_line is None and not hung and proc.returncode != 0:

@@ -20,7 +20,7 @@ from .report import terminal
 from .errors import EXIT_FAIL, EXIT_USAGE, HarnessError, InputError
 
 # `run` options that vm sets itself: its reports come back through the side channel.
-OWN_RUN_OPTIONS = ("--json", "--junit", "--ktap")
+OWN_RUN_OPTIONS = tuple(f"--{fmt}" for fmt in vm.RESULT_FILES.values())
 
 
 def parser() -> argparse.ArgumentParser:
@@ -106,7 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"ksm-harness vm: error: {exc}", file=sys.stderr)
         return exc.exit_code
     if run.result is not None:
-        print(f"--- {run.out / vm.RESULT_FILES[0]}:")
+        print(f"--- {run.out / vm.RESULT_JSON}:")
         sys.stdout.write(terminal.summary(run.result))
     else:
         print(f"no results came back from the guest (see {run.out / 'guest.log'})")

@@ -43,7 +43,6 @@ SILENT = 60.0  # seconds without a heartbeat before a guest counts as silent
 OVERRUN = 120.0  # seconds past a scenario's own timeout (its cleanup under TCG is slow)
 POWER_OFF = 15.0  # seconds from the guest's last heartbeat ("finished") to qemu's exit
 POLL = 0.2  # seconds between two looks at the guest
-FORMATS = dict(zip(vm.RESULT_FILES, ("json", "junit", "ktap")))  # the merged result, as the guest writes them
 
 
 class Follower:
@@ -209,7 +208,7 @@ def run_scenarios(options: vm.VmOptions, run_args: Sequence[str], out: Path, *, 
         return last  # one clean boot: the guest's own result files stand
     kernel = next((b.result.kernel for b in boots if b.result), "") or (beat.kernel if beat else "")
     result = merged(selection, done_results, why_not, kernel, started, time.monotonic() - begin)
-    for name, fmt in FORMATS.items():
+    for name, fmt in vm.RESULT_FILES.items():  # the merged result, as the guest writes them
         report.write(fmt, result, out / name)
     status = {FAIL: EXIT_FAIL, ERROR: EXIT_ERROR}.get(result.status, last.status)
     reasons = "; ".join(f"{s.name}: {s.reason}" for s in result.scenarios if s.status in (FAIL, ERROR))

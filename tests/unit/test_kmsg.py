@@ -4,6 +4,7 @@ The real /dev/kmsg is exercised in tests/host/test_kmsg_host.py.
 """
 import errno
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -87,6 +88,24 @@ def test_user_records_are_not_reports_by_default(monkeypatch, tmp_path):
         watcher._drain()
         assert [c.title for c in watcher._scanner.crashes()] == titles
         assert watcher.lost() == ""
+
+
+def test_live_records_keep_interleaved_reports_apart_by_caller(monkeypatch, tmp_path):
+    """The caller-id fixture as /dev/kmsg gives it (",caller=T100" in each
+    record's header): the live watcher splits the two reports as scan-log does."""
+    records = []
+    for seq, line in enumerate((LOGS / "caller-id-interleaved.log").read_text().splitlines()):
+        secs, micros, caller, text = re.match(r"\[\s*(\d+)\.(\d{6})\]\[\s*(\w+)\] (.*)", line).groups()
+        usec = int(secs) * 1_000_000 + int(micros)
+        records.append(f"4,{seq},{usec},-,caller={caller};{text}\n".encode())
+    watcher = KmsgWatcher(tmp_path / "x")
+    watcher._fd, watcher._device = 99, True
+    monkeypatch.setattr(kmsg.os, "read", FakeReads(*records))
+    watcher._drain()
+    warning, oops = watcher._scanner.crashes()
+    assert (warning.title, oops.title) == ("WARNING in remove_stable_node", "BUG: unable to handle kernel NULL pointer dereference in get_ksm_page")
+    assert all(record.caller in ("T100", "T200", "T1") for record in watcher._records)
+    assert not warning.corrupted and not oops.corrupted
 
 
 def test_permission_error_says_what_to_do(monkeypatch, tmp_path):

@@ -17,8 +17,9 @@ def test_harness_command_sends_reports_to_the_side_channel():
     argv = vm.harness_command(["--filter", "x", "scenarios/seed"])
     assert argv[:4] == [sys.executable, "-m", "harness.cli", "run"]
     res = initramfs.GUEST_RESULTS
-    assert argv[4:10] == ["--json", f"{res}/result.json", "--junit", f"{res}/junit.xml", "--ktap", f"{res}/result.ktap"]
-    assert argv[10:] == ["--filter", "x", "scenarios/seed"]
+    assert argv[4:12] == ["--json", f"{res}/result.json", "--junit", f"{res}/junit.xml", "--ktap", f"{res}/result.ktap",
+                          "--kcidb", f"{res}/kcidb.json"]
+    assert argv[12:] == ["--filter", "x", "scenarios/seed"]
     assert vm.harness_command(["s"], verbose=True)[3:5] == ["--verbose", "run"]
 
 

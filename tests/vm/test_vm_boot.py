@@ -128,3 +128,8 @@ def test_distro_kernel_runs_scenarios(tmp_path):
                        str(REPO / "scenarios/seed/swapin-during-unmerge.yaml")])
     result = json.loads((out / "result.json").read_text())
     assert code == 0 and [s["status"] for s in result["scenarios"]] == ["pass", "pass"], result["scenarios"]
+    # a single-kernel run brings KernelCI's format back too, valid for kcidb-io
+    kcidb_io = pytest.importorskip("kcidb_io", reason="pip install kcidb-io (a test dependency in pyproject.toml)")
+    doc = json.loads((out / "kcidb.json").read_text())
+    kcidb_io.schema.V5_3.validate_exactly(doc)
+    assert [t["status"] for t in doc["tests"]] == ["PASS", "PASS"]
