@@ -1,7 +1,7 @@
 """Putting the machine back: a resource journaled from before it is made
 until it is gone (Tracked), and undoing a journal (this run's at its end, or
 one a killed run left) newest first, then its knobs."""
-from . import cgroup, faultinject, swap
+from . import cgroup, faultinject, swap, unreaped
 from .cleanup import Cleanup
 from .errors import CleanupError
 
@@ -44,7 +44,9 @@ def undo_entry(ctx, journal, entry):
     """Remove one journaled resource, then drop its entry."""
     parse, remove = {"swap": (swap.from_journal, ctx.swap.remove_stale),
                      "cgroups": (cgroup.from_journal, cgroup.remove_stale),
-                     "faultinject": (faultinject.from_journal, ctx.faults.remove_stale)}[entry["kind"]]
+                     "faultinject": (faultinject.from_journal, ctx.faults.remove_stale),
+                     "process": (unreaped.from_journal,
+                                 lambda e: unreaped.remove_stale(e, ctx.roots.proc))}[entry["kind"]]
     remove(parse(entry["entry"]))
     journal.remove(entry["id"])
 
@@ -66,6 +68,8 @@ def recover(ctx, journal):
 def entry_name(entry):
     """A journal entry in words: "swap /dev/loop0", "cgroups /sys/fs/cgroup/memory/ksm-harness/run-7"."""
     e = entry["entry"]
+    if entry["kind"] == "process":
+        return f"process {e['pid']} ({e['name']})"
     return f"{entry['kind']} {e.get('device') or e.get('path') or e.get('block') or e}"
 
 
@@ -80,5 +84,6 @@ def recover_stale(ctx, journal, stale, say):
     journal.finish()
     corrupt = f"; {journal.path} was unreadable: check knobs, swap and cgroups by hand" if stale.get("corrupt") else ""
     say(f"restored KSM knobs and removed {kinds.count('swap')} swap device(s), {kinds.count('cgroups')} "
-        f"cgroup(s) and {kinds.count('faultinject')} fault injection(s) left by run pid {stale.get('pid', '?')}"
+        f"cgroup(s), {kinds.count('faultinject')} fault injection(s) and {kinds.count('process')} stuck "
+        f"process(es) left by run pid {stale.get('pid', '?')}"
         f"{corrupt}")

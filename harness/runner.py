@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import (attribution, cgroup, dataverify, environment, faultinject, hwpoison, pages, requirements, swap, taint,
-               truth, truthcheck)
+               truth, truthcheck, unreaped)
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
 from .errors import (CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, ScenarioStopped, Skip,
@@ -446,7 +446,9 @@ def run_scenario(ctx, sc, drive=None):
         # SIGKILL waits for a task to wake: one asleep for good may hold mm
         # locks any later scenario needs, so none runs on this kernel
         run.check("every worker reaped after SIGKILL", False,
-                  stuck_text(run.pool.unreaped) + ": left to the kernel, not waited for")
+                  stuck_text(run.pool.unreaped) + ": left to the kernel and the journal, not waited for")
+        for stuck in run.pool.unreaped:  # `restore` kills it again, and keeps it journaled while it is there
+            ctx.journal.add("process", unreaped.to_journal(stuck, ctx.roots.proc))
         report = dog.report or (crashes[0] if crashes else None)
         ctx.unfit = f"{sc.name} ({report.title if report else 'workers stuck in the kernel'})"
     status, reason = verdict(run.checks, run.errors + [f"cannot check on this kernel: {u}" for u in run.unchecked])

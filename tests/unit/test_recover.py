@@ -76,6 +76,7 @@ def test_restore_twice(tmp_path, monkeypatch):
     rec.failing = ()
     runner.restore(journal=Journal(tmp_path), say=said.append, lock=lock)
     runner.restore(journal=Journal(tmp_path), say=said.append, lock=lock)
-    assert said == [f"restored KSM knobs and removed 1 swap device(s), 0 cgroup(s) and 0 fault injection(s) left by "
+    assert said == [f"restored KSM knobs and removed 1 swap device(s), 0 cgroup(s), 0 fault injection(s) and 0 "
+                    f"stuck process(es) left by "
                     f"run pid {__import__('os').getpid()}",
                     f"nothing to restore: {tmp_path}/journal.json does not exist (no run was interrupted)"]
