@@ -16,7 +16,6 @@ from typing import Iterable, Optional
 
 GUEST_MARK = "ksm_harness.guest=1"  # on the kernel command line of every ksm-harness guest
 ALLOW_OPTION = "--allow-kernel-damage"  # `ksm-harness run` option: damaging steps may run here anyway
-DAMAGING_ACTIONS = frozenset({"provoke", "hwpoison"})  # `do:` actions that damage the kernel for good
 
 
 def in_guest(proc: Path = Path("/proc")) -> bool:
@@ -28,8 +27,9 @@ def in_guest(proc: Path = Path("/proc")) -> bool:
 
 
 def refusal(actions: Iterable[str], allowed: bool, proc: Path = Path("/proc")) -> Optional[str]:
-    """Why steps doing `actions` may not run on this kernel, or None when they may."""
-    damaging = sorted(set(actions) & DAMAGING_ACTIONS)
+    """Why steps doing `actions` (the damaging ones: steps.Action.damaging)
+    may not run on this kernel, or None when they may."""
+    damaging = sorted(set(actions))
     if not damaging or allowed or in_guest(proc):
         return None
     return (f"do: {', '.join(damaging)} damages the running kernel for good: run it in a guest "

@@ -18,7 +18,8 @@ expected result of a poisoning, not a kernel crash report.
 
 A poisoned frame is lost to the machine until it reboots (unpoison-pfn refuses
 a page that is mapped or in swapcache), so a hwpoison step is one of
-harness/damage.py's DAMAGING_ACTIONS: it runs inside a ksm-harness VM guest, or
+the damaging actions (steps.Action.damaging) behind damage.py's guard: it runs
+inside a ksm-harness VM guest, or
 where the user said so (--allow-kernel-damage).
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from . import kernel, pages
 from .errors import KernelError
@@ -154,7 +155,7 @@ def frames_of(recorded: Mapping[int, int], view: pages.RegionPages, start: int, 
 
 def runs(indexes: Iterable[int]):
     """(start, count) of each run of consecutive page indexes."""
-    out = []
+    out: List[List[int]] = []
     for i in sorted(indexes):
         if out and out[-1][0] + out[-1][1] == i:
             out[-1][1] += 1

@@ -17,7 +17,7 @@ from pathlib import Path
 STATE_DIR = Path(os.environ.get("KSM_HARNESS_STATE", "/run/ksm-harness"))
 # the kinds of entry, in the order a scenario makes them (journals written
 # before entries were kept in one list had one list per kind)
-KINDS = ("swap", "cgroups", "faultinject")
+KINDS = ("swap", "cgroups", "faultinject", "process")
 
 
 class Journal:

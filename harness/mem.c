@@ -50,6 +50,7 @@ void *ksmh_map(size_t len)
 int ksmh_unmap(void *addr, size_t len) { return munmap(addr, len); }
 
 int ksmh_madvise(void *addr, size_t len, int advice) { return madvise(addr, len, advice); }
+int ksmh_mprotect(void *addr, size_t len, int prot) { return mprotect(addr, len, prot); }
 
 int ksmh_prctl_memory_merge(int set, int value)
 {

@@ -11,6 +11,11 @@
 #define KSMH_MADV_PAGEOUT 21
 #define KSMH_MADV_HWPOISON 100
 
+/* mprotect(2) protections, include/uapi/asm-generic/mman-common.h */
+#define KSMH_PROT_NONE 0
+#define KSMH_PROT_READ 1
+#define KSMH_PROT_WRITE 2
+
 /* fill patterns: how a page's key follows from (seed, page index, worker) */
 #define KSMH_PAT_ZERO 0
 #define KSMH_PAT_SAME 1
@@ -39,6 +44,7 @@ struct ksmh_storm_result {
 void *ksmh_map(size_t len);
 int ksmh_unmap(void *addr, size_t len);
 int ksmh_madvise(void *addr, size_t len, int advice);
+int ksmh_mprotect(void *addr, size_t len, int prot);
 int ksmh_prctl_memory_merge(int set, int value);
 int ksmh_mbind(void *addr, size_t len, int node);
 long ksmh_move_pages(int pid, unsigned long count, void **pages, const int *nodes,

@@ -58,7 +58,7 @@ def on_node(view, node):
 
 class Metrics:
     def __init__(self, state, counters, proc, truth=truthcheck.TRUSTED):
-        self.state = state  # runner.RunState: workers by group, per-region tallies
+        self.state = state  # runstate.RunState: workers by group, per-region tallies
         self.counters = counters
         self.proc = proc
         self.judge = truthcheck.KsmJudge(truth, proc)  # which mapped pages are KSM pages on this kernel

@@ -6,44 +6,30 @@ kind it sets up, memcg when it sets up a cgroup and node N+1 nodes when it
 places a region on node N: those are derived here, so a scenario cannot forget
 them.
 """
-from . import cgroup, damage, kernel, lkdtm, numa
+from . import cgroup, damage, kernel, lkdtm, numa, steps
 from .errors import Skip
 from .sampler import read_vmstat
 
 
 def written_knobs(sc):
-    names = [n for n, _ in sc.knobs]
-    stack = list(sc.steps)
-    while stack:
-        step = stack.pop()
-        stack.extend(step.children)
-        if step.kind == "knob":
-            names.extend(n for n, _ in step.args["writes"])
-        if step.kind == "do" and step.args.get("wait_for"):
-            names.append(step.args["wait_for"]["knob"])
-    return names
+    """Every KSM file sc writes (setup and knob steps) or waits on (wait_for)."""
+    return [n for n, _ in sc.knobs] + [k for step in steps.walk(sc.steps) for k in step.knobs_needed()]
 
 
 def actions(sc):
     """Every `do:` step of sc, nested ones too."""
-    stack, out = list(sc.steps), []
-    while stack:
-        step = stack.pop()
-        stack.extend(step.children)
-        if step.kind == "do":
-            out.append(step.args)
-    return out
+    return [step for step in steps.walk(sc.steps) if isinstance(step, steps.Action)]
 
 
 def kernel_damage(sc, ctx):
     """Unmet requirements of steps that damage the kernel: the guard first, then LKDTM."""
-    steps = actions(sc)
-    if not sc.requires.lkdtm and not any(a["do"] in damage.DAMAGING_ACTIONS for a in steps):
+    damaging = [a.action for a in actions(sc) if a.damaging]
+    if not sc.requires.lkdtm and not damaging:
         return []
-    refused = damage.refusal([a["do"] for a in steps], ctx.allow_kernel_damage, ctx.roots.proc)
+    refused = damage.refusal(damaging, ctx.allow_kernel_damage, ctx.roots.proc)
     if refused:
         return [refused]
-    crashes = {a["crash"] for a in steps if a["do"] == "provoke"} or ({None} if sc.requires.lkdtm else set())
+    crashes = {a.crash for a in actions(sc) if a.action == "provoke"} or ({None} if sc.requires.lkdtm else set())
     return sorted({lkdtm.unavailable(c, ctx.roots.sys / "kernel/debug") for c in crashes} - {None})
 
 

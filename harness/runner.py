@@ -15,12 +15,12 @@ import re
 import signal
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import (attribution, cgroup, environment, faultinject, hwpoison, lkdtm, numa, pages, requirements, swap, taint,
-               truth, truthcheck)
+from . import (attribution, cgroup, dataverify, environment, faultinject, hwpoison, pages, requirements, swap, taint,
+               truth, truthcheck, unreaped)
 from .cgroup import MemCgroup
 from .cleanup import Cleanup
 from .errors import (CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, ScenarioStopped, Skip,
@@ -30,19 +30,15 @@ from .lock import MachineLock
 from .kmsg import KmsgWatcher
 from .knobs import NEED_UNSHARED, RUN_UNMERGE, Knobs, WriteResult
 from .metrics import Metrics
-from .results import ERROR, FAIL, PASS, SKIP, Check, RunResult, ScenarioResult, StepMark
+from .recovery import Tracked, entry_name, recover, recover_stale
+from .results import ERROR, FAIL, SKIP, Check, RunResult, ScenarioResult, StepMark
+from .runstate import RunState
 from .sampler import Counters, Sampler, deltas
 from .swap import SwapManager
-from .wait import wait_until
 from .watchdog import NOT_RUN, Watchdog, in_kernel, settle, stuck_text
+from .verdict import errored, verdict
 from .workers import WorkerDied, WorkerPool
-from .zygote import PAGE_SIZE, verify_buffer
-from ._mem import ffi
-
-
-# actions the harness carries out itself (verify through the worker, migrate
-# through move_pages, exit), rather than a command sent ahead to the worker
-HARNESS_ACTIONS = ("verify", "migrate", "exit", "hwpoison")
+from .zygote import PAGE_SIZE
 
 
 class Interrupted(BaseException):
@@ -57,103 +53,6 @@ class Roots:
     proc: Path = Path("/proc")
     sys: Path = Path("/sys")
     kmsg: Path = Path("/dev/kmsg")
-
-
-@dataclass
-class RunState:
-    """The live objects of one scenario run."""
-
-    scenario: object
-    groups: dict = field(default_factory=dict)  # group name -> [Worker]
-    tallies: dict = field(default_factory=dict)  # (worker name, region, metric) -> int
-    generation: int = 0  # bumped by each write step: new content never seen before
-    notes: list = field(default_factory=list)
-    # (worker name, region) -> {page index: PFN}, read from pagemap before each
-    # pageout: the frame a page kept when it left the page tables (a KSM page
-    # in swapcache keeps it), for the hwpoison step and lost_in_swapcache
-    frames: dict = field(default_factory=dict)
-
-    def workers_of(self, selector):
-        """Workers for a selector: all, NAME, NAME[i], NAME[i:j]."""
-        if selector == "all":
-            return [w for ws in self.groups.values() for w in ws]
-        name, _, index = selector.partition("[")
-        ws = self.groups[name]
-        if not index:
-            return list(ws)
-        index = index.rstrip("]")
-        if ":" in index:
-            lo, _, hi = index.partition(":")
-            return ws[int(lo or 0): int(hi) if hi else None]
-        return [ws[int(index)]]
-
-    def select(self, selectors):
-        seen, out = set(), []
-        for sel in selectors:
-            for w in self.workers_of(sel):
-                if w.name not in seen and w.exit is None:
-                    seen.add(w.name)
-                    out.append(w)
-        return out
-
-    def add(self, worker, region, metric, n):
-        key = (worker.name, region, metric)
-        self.tallies[key] = self.tallies.get(key, 0) + n
-
-    def tally(self, group, region, metric):
-        names = {w.name for w in self.workers_of(group)}
-        return sum(v for (w, r, m), v in self.tallies.items()
-                   if w in names and m == metric and region in ("all", r))
-
-
-class Tracked:
-    """One resource (swap device, cgroup, fault injection) from the journal
-    entry written before it is made until it is really gone.  record() is
-    the `journal` callback of SwapManager.create(), MemCgroup.create() and
-    FailMakeRequest.arm(); undo() removes the newest description (removal
-    tolerates a half-made resource) and only then drops the entry."""
-
-    def __init__(self, journal, kind, to_journal, remove):
-        self.journal = journal
-        self.kind = kind  # "swap", "cgroups", "faultinject"
-        self.to_journal = to_journal  # obj -> JSON-ready dict
-        self.remove = remove  # obj -> None, raises if the resource could not be removed
-        self.ident = None  # its journal entry, None before the first record and once gone
-        self.obj = None  # the newest description: SwapDevice, MemCgroup or Armed
-
-    def record(self, obj):
-        if self.ident is None:
-            self.ident = self.journal.add(self.kind, self.to_journal(obj))
-        else:
-            self.journal.replace(self.ident, self.to_journal(obj))
-        self.obj = obj
-
-    def undo(self):
-        """Remove it; a second call (or one before anything was made) does nothing."""
-        if self.ident is None:
-            return
-        self.remove(self.obj)
-        self.journal.remove(self.ident)
-        self.ident = None
-
-    def __repr__(self):
-        return f"{self.kind} {self.obj!r}"[:160]
-
-
-def page_span(spec, npages):
-    """(start, count) for a page range: all, 10-19, 7, 50%, 'last 50%'."""
-    spec = spec or "all"
-    if spec == "all":
-        return 0, npages
-    if spec.startswith("last "):
-        count = npages * int(spec[5:-1]) // 100
-        return npages - count, count
-    if spec.endswith("%"):
-        return 0, npages * int(spec[:-1]) // 100
-    if "-" in spec:
-        lo, hi = map(int, spec.split("-"))
-        return lo, min(hi, npages - 1) - lo + 1
-    return int(spec), 1
 
 
 class ScenarioRun:
@@ -374,274 +273,52 @@ class ScenarioRun:
                     continue
                 checked += 1
                 self.state.add(w, region, "sigbus", res["sigbus"])
-                problems.extend(self.verify_problems(w.name, region, res, mode))
+                problems.extend(dataverify.problems(w.name, region, res, mode))
             for d in w.descendants():
                 for region, info in w.regions.items():
-                    res = self.verify_remote(d.pid, info)
+                    res = dataverify.remote(d.pid, info, self.ctx.roots.proc)
                     if res is not None:
                         checked += 1
-                        problems.extend(self.verify_problems(f"{w.name} child {d.pid}", region, res, mode))
+                        problems.extend(dataverify.problems(f"{w.name} child {d.pid}", region, res, mode))
         self.check(f"data {mode} ({when})", not problems,
                    "; ".join(problems[:5]) or f"{checked} process regions verified")
 
-    @staticmethod
-    def verify_problems(who, region, res, mode):
-        out = []
-        if res["bad"]:
-            first = ", ".join(f"page {f['page']} word0={f['found']:#x}" for f in res["first"] if not f["sigbus"])
-            out.append(f"{who}.{region}: {res['bad']} of {res['pages']} pages hold wrong data ({first})")
-        if res["sigbus"] and mode == "intact":
-            out.append(f"{who}.{region}: {res['sigbus']} pages raised SIGBUS")
-        if res.get("error"):
-            out.append(f"{who}.{region}: {res['error']}")
-        return out
-
-    def verify_remote(self, pid, info):
-        """Verify a descendant's copy through /proc/PID/mem: its keys and region
-        sit at the same addresses as in the worker it was forked from."""
-        try:
-            keys = pages.read_memory(pid, info["keys_addr"], 8 * info["npages"], self.ctx.roots.proc)
-            data = pages.read_memory(pid, info["addr"], PAGE_SIZE * info["npages"], self.ctx.roots.proc)
-        except (FileNotFoundError, ProcessLookupError):
-            return None  # exited meanwhile
-        except OSError as exc:
-            return {"pages": info["npages"], "bad": 0, "sigbus": 1,
-                    "first": [{"page": -1, "found": 0, "sigbus": True, "error": str(exc)}]}
-        # fs/proc/base.c mem_rw(): 0 bytes once the mm is gone (the process
-        # exited after the open); a short count when access_remote_vm() stops
-        # at a page it cannot reach (-EIO only if that is the first page)
-        if not keys or not data:
-            return None
-        if len(keys) < 8 * info["npages"] or len(data) < PAGE_SIZE * info["npages"]:
-            return {"pages": info["npages"], "bad": 0, "sigbus": 0, "first": [],
-                    "error": f"short read of /proc/{pid}/mem: {len(keys)} of {8 * info['npages']} key bytes, "
-                             f"{len(data)} of {PAGE_SIZE * info['npages']} data bytes"}
-        return verify_buffer(ffi.from_buffer("char[]", data), ffi.from_buffer("uint64_t[]", keys),
-                             info["npages"])
-
     # -- steps --
     def run_steps(self, steps):
+        """Run steps in order; False when the scenario cannot go on (a wait timed out)."""
         for step in steps:
-            self.left()
-            self.current_line = step.line
-            start = time.monotonic()
-            self.ctx.progress.step(step.title)
-            try:
-                if step.kind == "repeat":
-                    for _ in range(step.args["times"]):
-                        if not self.run_steps(step.children):
-                            return False
-                elif step.kind == "concurrent":
-                    for _ in range(step.args["repeat"]):
-                        self.concurrent(step)
-                elif not self.simple(step):
-                    return False
-            finally:
-                self.mark(step.title, start)
+            if not self.run_step(step):
+                return False
         return True
 
-    def simple(self, step):
-        """One step; False when the scenario cannot go on."""
-        kind, a = step.kind, step.args
-        if kind == "knob":
-            self.write_knobs(a["writes"], a["expect"])
-        elif kind == "wait":
-            return self.wait(step)
-        elif kind == "check":
-            ok, detail = self.metrics.holds(a["until"], self.reference)
-            self.check(f"{a['until'].text} (line {step.line})", ok, detail)
-        elif kind == "fault_injection":
-            self.fault_injection(a)
-            self.truth.changed(self.state.select(["all"]))
-        elif kind == "cgroup":
-            self.cgroup_limit(a["limit_pages"], a["expect"])
-            self.truth.changed(self.state.select(["all"]))  # reclaim swaps pages out
-        elif kind == "swapoff":
-            # swapoff: try_to_unuse() -> unuse_pte() maps every page back, from swapcache or the device
-            self.ctx.swap.remove(self.swap_dev)
-            self.swap_dev = None
-            self.truth.changed(self.state.select(["all"]))
-        elif kind == "do":
-            workers = self.state.select(a["workers"])
-            for w in workers:
-                self.send_action(w, a)
-            for w in workers:
-                self.receive_action(w, a, None)
-            self.acted(workers, [a])
-        return True
+    def run_step(self, step):
+        """One step (steps.Step) on this set-up run, timed and shown; False when
+        the scenario cannot go on.  Raises DeadlineExceeded past the timeout."""
+        self.left()
+        self.current_line = step.line
+        start = time.monotonic()
+        self.ctx.progress.step(step.title)
+        try:
+            return step.run(self)
+        finally:
+            self.mark(step.title, start)
+
+    def receive(self, action, w, windows):
+        """Worker w's reply to an action (steps.Action) sent to it, handed to
+        the action; a worker that died on it fails a check."""
+        try:
+            reply = w.receive(action.op, self.left()) if action.op else None
+        except WorkerDied as exc:
+            self.check(f"worker {w.name} survives {action.action}", False, str(exc))
+            return None
+        return action.receive(self, w, reply, windows)
 
     def acted(self, workers, actions):
         """Tell the page truth that these workers' pages changed (and that
         processes exited: a fork storm's children, an exit step)."""
-        self.truth.changed(workers, dropped=any(a.get("advice") == "dontneed" for a in actions))
-        if any(a["do"] in ("fork", "exit") for a in actions):
+        self.truth.changed(workers, dropped=any(a.drops_pages for a in actions))
+        if any(a.ends_processes for a in actions):
             self.truth.exited()
-
-    def wait(self, step):
-        cond = step.args["until"]
-        reference = self.ctx.counters.read() if cond.delta else None
-        timeout = min(step.args["timeout"], self.left())
-        last = {}
-
-        def holds():
-            last["ok"], last["detail"] = self.metrics.holds(cond, reference)
-            return last["ok"]
-
-        try:
-            wait_until(holds, timeout, cond.text)
-            return True
-        except DeadlineExceeded:
-            # still undecidable (None) at the deadline: cannot check, not failed
-            self.check(f"wait {cond.text} within {timeout:g}s (line {step.line})",
-                       None if last["ok"] is None else False, last["detail"])
-            return False
-
-    def fault_injection(self, a):
-        if a["on"]:
-            for w in self.state.select(["all"]):
-                w.call("fault_in_own", timeout=self.left())
-            self.injector = self.journaled("faultinject", faultinject.to_journal, self.ctx.faults.remove_stale,
-                                           self.ctx.cleanup)
-            self.ctx.faults.arm(self.ctx.swap.block_device_name(self.swap_dev), times=a["times"],
-                                journal=self.injector.record)
-        elif self.injector is not None:
-            self.injector.undo()
-
-    def concurrent(self, step):
-        """Worker actions start first (each may wait for a knob value, to enter
-        the race window the moment it opens), then the harness's own steps run,
-        then workers told to go on until_done are stopped, then all report."""
-        actions = [c for c in step.children if c.kind == "do"]
-        others = [c for c in step.children if c.kind != "do"]
-        sent = []
-        for c in actions:
-            for w in self.state.select(c.args["workers"]):
-                self.send_action(w, c.args)
-                sent.append((w, c))
-        windows = []
-        self.racing = True
-        for c in others:
-            self.current_line = c.line
-            start = time.monotonic()
-            if c.kind == "knob":
-                for w in self.write_knobs(c.args["writes"], c.args["expect"]):
-                    windows.append((w.started, w.started + w.seconds, f"{w.name}={w.value}"))
-            else:
-                self.simple(c)
-            self.mark(c.title, start)
-        self.racing = False
-        for w, c in sent:
-            if c.args.get("until_done"):
-                w.send("stop")
-        hits = {}
-        for w, c in sent:
-            hit = self.receive_action(w, c.args, windows)
-            if hit:
-                done = hits.setdefault(c.args["do"], [0, 0])
-                done[0], done[1] = done[0] + hit[0], done[1] + hit[1]
-            if c.args.get("until_done"):
-                w.receive("stop", self.left())
-        self.acted([w for w, _ in sent], [c.args for _, c in sent])
-        self.window_needed(step, windows, hits)
-        if any(name == "run" for c in others if c.kind == "knob" for name, _ in c.args["writes"]):
-            self.invariant(f"after the race (line {step.line})")
-
-    def window_needed(self, step, windows, hits):
-        """A race that missed its window tested nothing: ERROR, not PASS."""
-        if not windows:
-            return
-        during = ", ".join(label for _, _, label in windows)
-        for act, (hit, total) in hits.items():
-            what = {"touch": "faults", "fork": "forks"}.get(act, f"{act} events")
-            if hit * 100 < step.args["window"] * total or not total:
-                self.errors.append(f"race window missed (line {step.line}): {hit} of {total} {what} during "
-                                   f"{during} (want >= {step.args['window']}%)")
-
-    def send_action(self, w, a):
-        act = a["do"]
-        region = a.get("region")
-        wait = {}
-        if a.get("wait_for"):
-            wf = a["wait_for"]
-            wait = {"wait_file": str(self.ctx.knobs.root / wf["knob"]), "wait_value": wf["value"],
-                    "wait_timeout": wf["timeout"]}
-        span = {}
-        if region and region != "all":
-            start, count = page_span(a.get("pages"), w.regions[region]["npages"])
-            span = {"start": start, "count": count}
-        if act == "write":
-            self.state.generation += 1
-            p = a.get("pattern")
-            pattern = {"kind": p.kind, "seed": p.seed, "groups": p.groups} if p else {"kind": "unique"}
-            w.send("write", region=region, pattern=pattern, worker=w.index,
-                   generation=self.state.generation, **span)
-        elif act in ("advise", "pageout"):
-            if a.get("advice", "pageout") == "pageout":
-                self.record_frames(w, region, span)
-            w.send("advise", region=region, advice=a.get("advice", "pageout"), **span)
-        elif act == "touch":
-            w.send("touch", region=region, write=a.get("write", False), threads=a.get("threads", 1),
-                   pace_us=a.get("pace_us", 0), **span, **wait)
-        elif act in HARNESS_ACTIONS:
-            return  # done in receive_action, once the worker's other actions are in
-        elif act == "fork":
-            live_cap = 0 if not a.get("live", True) else a.get("live_cap", 256)
-            w.send("fork", count=a.get("count", 1 << 40), duration=a.get("duration", 3600),
-                   depth=a.get("depth", 1), live_cap=live_cap, lifetime_us=a.get("lifetime_us", 0),
-                   interval_us=a.get("interval_us", 0),
-                   until_told=bool(a.get("until_done")), **wait)
-        elif act == "prctl_merge":
-            w.send("prctl_merge", value=int(a["value"]))
-        elif act == "provoke":
-            w.send("provoke", path=str(lkdtm.direct(self.ctx.roots.sys / "kernel/debug")), crash=a["crash"])
-        else:  # validated in scenario.py; reaching here is a harness bug
-            raise HarnessError(f"unknown action {act}")
-
-    def receive_action(self, w, a, windows):
-        act = a["do"]
-        try:
-            reply = None if act in HARNESS_ACTIONS else w.receive("advise" if act == "pageout" else act, self.left())
-        except WorkerDied as exc:
-            self.check(f"worker {w.name} survives {act}", False, str(exc))
-            return
-        region = a.get("region")
-        if act == "touch":
-            self.state.add(w, region, "sigbus", reply["sigbus"])
-            return self.note_window(w, "page faults", reply["times_ns"], windows)
-        elif act == "fork":
-            self.state.add(w, "all", "forks", reply["forks"])
-            if windows:
-                return self.note_window(w, "forks", reply["times_ns"], windows)
-            else:
-                self.state.notes.append(f"{w.name}: {reply['forks']} forks, {reply['live']} children alive at the end")
-            if reply["failed"]:
-                self.state.notes.append(f"{w.name}: {reply['failed']} forks failed ({reply['error']})")
-        elif act == "verify":
-            for name in ([region] if region and region != "all" else list(w.regions)):
-                res = w.call("verify", timeout=self.left(), region=name)
-                self.state.add(w, name, "sigbus", res["sigbus"])
-                self.state.add(w, name, "bad", res["bad"])
-                problems = self.verify_problems(w.name, name, res, "intact")
-                self.check(f"data intact in {w.name}.{name} (line {self.current_line})", not problems,
-                           "; ".join(problems) or f"{res['pages']} pages verified")
-        elif act == "migrate":
-            info = w.regions[region]
-            addrs = [info["addr"] + i * PAGE_SIZE for i in range(info["npages"])]
-            moved, calls = numa.migrate(w.pid, addrs, a["node"])
-            self.state.notes.append(f"{w.name}.{region}: {moved}/{len(addrs)} pages now on node {a['node']}"
-                                    f" ({calls} move_pages calls)")
-        elif act == "exit":
-            w.send("exit")
-            w.exit = w.pool.wait_exit(w.pid)
-        elif act == "hwpoison":
-            start, count = page_span(a.get("pages"), w.regions[region]["npages"])
-            done = hwpoison.poison(self.ctx.poison, w, region, start, count,
-                                   self.state.frames.get((w.name, region), {}),
-                                   lambda: [r.text for r in self.kmsg.records()], self.left())
-            self.state.add(w, region, "poisoned", sum(p.poisoned for p in done))
-            self.state.notes.append(f"{w.name}.{region} hwpoison: {hwpoison.summary(done)}")
-        elif act == "provoke":
-            self.state.notes.append(f"{w.name}: LKDTM {a['crash']} provoked; the write returned")
 
     def record_frames(self, w, region, span):
         """Remember the PFN of each mapped page about to be paged out."""
@@ -668,11 +345,11 @@ class ScenarioRun:
     def expectations(self):
         for e in self.sc.expect:
             if e.kind == "that":
-                ok, detail = self.metrics.holds(e.args["cond"], self.reference)
+                ok, detail = self.metrics.holds(e.cond, self.reference)
                 self.check(e.text, ok, detail)
-                self.attributed(e.args["cond"])
+                self.attributed(e.cond)
             elif e.kind == "data":
-                self.verify_data("at the end", e.args["mode"])
+                self.verify_data("at the end", e.mode)
 
 
 class RunContext:
@@ -694,9 +371,13 @@ class RunContext:
         self.truth = truthcheck.TRUSTED  # what run_all's self-check found the truth sources to be
 
 
-def run_scenario(ctx, sc):
+def run_scenario(ctx, sc, drive=None):
     """One scenario -> ScenarioResult.  Never raises for kernel behaviour:
-    failures are checks, harness problems are ERROR results."""
+    failures are checks, harness problems are ERROR results.  drive(run)
+    runs the steps on the set-up ScenarioRun (default: sc.steps in order,
+    ScenarioRun.run_steps); one that chooses each step as it goes (explore)
+    calls run.run_step(step) itself.  The final invariant, the expectations
+    and the verdict follow either way."""
     started = time.monotonic()
     identity = {"started": _now(), "params": {k: str(v) for k, v in sc.params.items()}}  # for KCIDB, LAVA
     try:
@@ -706,7 +387,7 @@ def run_scenario(ctx, sc):
     run = ScenarioRun(ctx, sc)
     expected_crash = [e for e in sc.expect if e.kind == "crash"]  # reports the scenario is written to provoke
     dog = Watchdog(run.deadline, sc.timeout, run.busy, ctx.roots.proc,
-                   expected=[e.args["title"] for e in expected_crash], where=run.where)
+                   expected=[e.title for e in expected_crash], where=run.where)
     # only the kernel's own records (facility 0) count: a user-space line
     # written to /dev/kmsg is never a kernel report (tests that inject fake
     # reports point roots.kmsg at a log file of their own)
@@ -725,7 +406,7 @@ def run_scenario(ctx, sc):
                 run.reference = ctx.counters.read()
                 sampler.start()
                 defer(sampler.stop)
-                run.run_steps(sc.steps)
+                (drive or run_in_order)(run)
                 run.current_line = sc.line
                 run.invariant("at the end")
                 run.expectations()
@@ -755,9 +436,9 @@ def run_scenario(ctx, sc):
         run.errors.append(watcher.lost())
     new_taint = taint.new_flags(taint_before, taint.read_tainted(taint_path))
     for e in expected_crash:
-        hits = [c.title for c in crashes if re.search(e.args["title"], c.title)]
+        hits = [c.title for c in crashes if re.search(e.title, c.title)]
         run.check(e.text, bool(hits), "; ".join(hits) or "no matching kernel report")
-    unexpected = [c for c in crashes if not any(re.search(e.args["title"], c.title) for e in expected_crash)]
+    unexpected = [c for c in crashes if not any(re.search(e.title, c.title) for e in expected_crash)]
     run.check("no kernel crash report", not unexpected,
               "; ".join(f"{c.title} (log line {c.line})" for c in unexpected) or "log clean")
     if not expected_crash:
@@ -766,7 +447,9 @@ def run_scenario(ctx, sc):
         # SIGKILL waits for a task to wake: one asleep for good may hold mm
         # locks any later scenario needs, so none runs on this kernel
         run.check("every worker reaped after SIGKILL", False,
-                  stuck_text(run.pool.unreaped) + ": left to the kernel, not waited for")
+                  stuck_text(run.pool.unreaped) + ": left to the kernel and the journal, not waited for")
+        for stuck in run.pool.unreaped:  # `restore` kills it again, and keeps it journaled while it is there
+            ctx.journal.add("process", unreaped.to_journal(stuck, ctx.roots.proc))
         report = dog.report or (crashes[0] if crashes else None)
         ctx.unfit = f"{sc.name} ({report.title if report else 'workers stuck in the kernel'})"
     status, reason = verdict(run.checks, run.errors + [f"cannot check on this kernel: {u}" for u in run.unchecked])
@@ -786,69 +469,9 @@ def run_scenario(ctx, sc):
     )
 
 
-def undo_entry(ctx, journal, entry):
-    """Remove one journaled resource, then drop its entry."""
-    parse, remove = {"swap": (swap.from_journal, ctx.swap.remove_stale),
-                     "cgroups": (cgroup.from_journal, cgroup.remove_stale),
-                     "faultinject": (faultinject.from_journal, ctx.faults.remove_stale)}[entry["kind"]]
-    remove(parse(entry["entry"]))
-    journal.remove(entry["id"])
-
-
-def recover(ctx, journal):
-    """Undo the open journal (a killed run's, adopted, or this run's own at its
-    end): its entries newest first across kinds (a second fault-injection arm
-    journaled the first one's values as "previous"), then its knobs.  Every
-    item is tried; returns the failures, [] when the journal is all undone."""
-    data = journal.data
-    defer = Cleanup()
-    if data.get("knobs"):
-        defer(ctx.knobs.restore, data["knobs"])
-    for entry in data["entries"]:  # oldest first on the LIFO queue: it runs last
-        defer.named(f"remove {entry_name(entry)}", undo_entry, ctx, journal, entry)
-    return defer.run()
-
-
-def entry_name(entry):
-    """A journal entry in words: "swap /dev/loop0", "cgroups /sys/fs/cgroup/memory/ksm-harness/run-7"."""
-    e = entry["entry"]
-    return f"{entry['kind']} {e.get('device') or e.get('path') or e.get('block') or e}"
-
-
-def recover_stale(ctx, journal, stale, say):
-    """Put back what a killed run (or a failed cleanup) left; raises
-    CleanupError, the journal keeping what is left, if something stays."""
-    kinds = [e["kind"] for e in stale["entries"]]
-    journal.adopt(stale)
-    failures = recover(ctx, journal)
-    if failures:
-        raise CleanupError(failures)
-    journal.finish()
-    corrupt = f"; {journal.path} was unreadable: check knobs, swap and cgroups by hand" if stale.get("corrupt") else ""
-    say(f"restored KSM knobs and removed {kinds.count('swap')} swap device(s), {kinds.count('cgroups')} "
-        f"cgroup(s) and {kinds.count('faultinject')} fault injection(s) left by run pid {stale.get('pid', '?')}"
-        f"{corrupt}")
-
-
-def errored(name, file, line, reason, checks):
-    """The result of a scenario (or of the run's final restore) that the
-    harness could not carry through."""
-    return ScenarioResult(name, file, line, ERROR, 0.0, reason=reason, checks=tuple(checks))
-def verdict(checks, errors):
-    """(status, reason): FAIL is the kernel's (a check it did not pass, even
-    when harness trouble came after), ERROR is ours (the harness or machine
-    could not do the test, or a race missed its window), else PASS."""
-    failed = [c for c in checks if not c.passed and c.kernel]
-    errors = errors + [f"{c.what}: {c.detail.strip().splitlines()[-1]}" for c in checks
-                       if not c.passed and not c.kernel]
-    if failed:
-        also = f" (then: {errors[0]})" if errors else ""
-        return FAIL, f"{failed[0].what}: {failed[0].detail}{also}"
-    if errors:
-        return ERROR, "; ".join(errors)
-    return PASS, ""
-
-
+def run_in_order(run):
+    """The scenario's own steps, in file order."""
+    run.run_steps(run.sc.steps)
 
 
 def preflight(roots):

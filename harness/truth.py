@@ -376,5 +376,5 @@ class Truth:
 def uses_merge_any(scenario):
     """Does the scenario set PR_SET_MEMORY_MERGE on any process?"""
     def steps(seq):
-        return any(s.args.get("do") == "prctl_merge" or steps(s.children) for s in seq)
+        return any(getattr(s, "action", None) == "prctl_merge" or steps(s.children) for s in seq)
     return any(g.prctl_merge for g in scenario.workers) or steps(scenario.steps)

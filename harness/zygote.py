@@ -19,12 +19,15 @@ from ._mem import ffi, lib
 
 from .pages import PAGE_SIZE
 THP_SIZE = 2 << 20
+WAIT_POLL_US = 20  # how often a worker waiting for a race window reads the file
 PATTERNS = {"zero": lib.KSMH_PAT_ZERO, "same": lib.KSMH_PAT_SAME,
             "groups": lib.KSMH_PAT_GROUPS, "unique": lib.KSMH_PAT_UNIQUE}
 ADVICE = {"mergeable": lib.KSMH_MADV_MERGEABLE, "unmergeable": lib.KSMH_MADV_UNMERGEABLE,
           "pageout": lib.KSMH_MADV_PAGEOUT, "cold": lib.KSMH_MADV_COLD,
           "dontneed": lib.KSMH_MADV_DONTNEED, "hugepage": lib.KSMH_MADV_HUGEPAGE,
           "nohugepage": lib.KSMH_MADV_NOHUGEPAGE}
+PROT = {"none": lib.KSMH_PROT_NONE, "read": lib.KSMH_PROT_READ,
+        "readwrite": lib.KSMH_PROT_READ | lib.KSMH_PROT_WRITE}
 
 
 class CommandError(Exception):
@@ -52,6 +55,7 @@ class Region:
         self.base = ffi.cast("char *", start)
         self.npages = npages
         self.keys = ffi.new("uint64_t[]", npages)
+        self.unreadable = bytearray(npages)  # 1 for a page mprotect()ed without PROT_READ
 
     def span(self, start, count):
         count = self.npages - start if count is None else count
@@ -84,8 +88,7 @@ def wait_file(args):
     if not args.get("wait_file"):
         return
     rc = lib.ksmh_wait_file(args["wait_file"].encode(), str(args["wait_value"]).encode(),
-                            int(args.get("wait_poll_us", 20) * 1000),
-                            int(args.get("wait_timeout", 30) * 1e9))
+                            WAIT_POLL_US * 1000, int(args["wait_timeout"] * 1e9))
     check(rc, f"waiting for {args['wait_file']} to read {args['wait_value']}")
 
 
@@ -128,6 +131,10 @@ class Worker:
         base, count = r.span(args.get("start", 0), args.get("count"))
         check(lib.ksmh_madvise(base, count * PAGE_SIZE, ADVICE[args["advice"]]),
               f"madvise {args['advice']}")
+        if args["advice"] == "dontneed":
+            # private anonymous pages zapped by MADV_DONTNEED read back as zeroes
+            # (mm/madvise.c madvise_dontneed_single_vma(); do_anonymous_page())
+            r.set_keys({"kind": "zero"}, 0, args.get("start", 0), count)
         return {}
 
     def op_hwpoison(self, args):
@@ -153,7 +160,7 @@ class Worker:
         r = self.region(args["region"])
         start = args.get("start", 0)
         base, count = r.span(start, args.get("count"))
-        r.set_keys(args["pattern"], args["worker"], start, count, args.get("generation", 1))
+        r.set_keys(args["pattern"], args["worker"], start, count, args["generation"])
         lib.ksmh_fill(base, count, r.keys + start)
         return {"pages": count}
 
@@ -174,9 +181,27 @@ class Worker:
         r = self.region(args["region"])
         return {"resident": pages.resident(r.describe()["addr"], r.npages)}
 
+    def op_mprotect(self, args):
+        r = self.region(args["region"])
+        start = args.get("start", 0)
+        base, count = r.span(start, args.get("count"))
+        check(lib.ksmh_mprotect(base, count * PAGE_SIZE, PROT[args["prot"]]), f"mprotect {args['prot']}")
+        r.unreadable[start:start + count] = bytes([args["prot"] == "none"]) * count
+        return {}
+
     def op_verify(self, args):
         r = self.region(args["region"])
-        return verify_buffer(r.base, r.keys, r.npages)
+        if not any(r.unreadable):
+            return verify_buffer(r.base, r.keys, r.npages)
+        # PROT_NONE pages fault on a plain read; /proc/self/mem reads them
+        # anyway (fs/proc/base.c mem_rw() uses FOLL_FORCE, which needs only
+        # VM_MAYREAD) and a read never unshares a KSM page
+        copy = ffi.new("char[]", r.npages * PAGE_SIZE)
+        with open("/proc/self/mem", "rb", buffering=0) as mem:
+            got = os.preadv(mem.fileno(), [ffi.buffer(copy)], int(ffi.cast("uintptr_t", r.base)))
+        if got != r.npages * PAGE_SIZE:
+            raise CommandError(f"/proc/self/mem gave {got} of {r.npages * PAGE_SIZE} bytes")
+        return verify_buffer(copy, r.keys, r.npages)
 
     def op_fork(self, args):
         """Fork children (a storm for `duration` seconds, or `count` forks) that
@@ -186,7 +211,7 @@ class Worker:
         ntimes = 100000  # fork times kept for the race-window note
         times = ffi.new("uint64_t[]", ntimes)
         wait_file(args)
-        # the harness (runner.send_action) sends every argument: defaults live there alone
+        # the harness (steps/actions.py Fork.send) sends every argument: defaults live there alone
         lib.ksmh_fork_storm(int(args["duration"] * 1e9), args["count"], args["depth"], args["live_cap"],
                             int(args["lifetime_us"] * 1000), self.sock.fileno() if args["until_told"] else -1,
                             int(args["interval_us"] * 1000), times, ntimes, res)

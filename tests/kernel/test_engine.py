@@ -83,7 +83,7 @@ def test_fork_storm_while_unmerging(ksm, pool):
     wait_until(lambda: merged(ws, NPAGES * 99 // 100), 60, "merged")
     for w in ws:
         w.send("fork", count=1 << 40, duration=30, depth=2, live_cap=16, until_told=True, lifetime_us=0, interval_us=0,
-               wait_file=str(ksm.root / "run"), wait_value="2")
+               wait_file=str(ksm.root / "run"), wait_value="2", wait_timeout=30)
     write = ksm.write("run", "2")
     for w in ws:
         w.send("stop")

@@ -11,7 +11,7 @@ import pytest
 from harness import damage, hwpoison, pages
 from harness.crash import scan_lines
 from harness.metrics import Metrics
-from harness.runner import RunState
+from harness.runstate import RunState
 from harness.scenario import Condition
 
 # Lines of a 6.1.192 guest (corrupt-pfn on dirty swapcache KSM pages), and the

@@ -59,6 +59,10 @@ LIMITED = [
     ("negative-times", SWAP + "requires: {fault_injection: true}\n" + BASE + "  - fault_injection: true\n"
      "    times: -7\n", 13, "steps[1].times", "times must be -1 (no limit) or >= 1, not -7"),
     ("threads-over-cap", touch("    threads: 1000\n"), 12, "steps[1].threads", "must be 1..64, not 1000"),
+    ("touch-all-regions", BASE + "  - do: touch\n    workers: a\n    region: all\n", 11, "steps[1].region",
+     "region: name one region ('all' is for verify and conditions)"),
+    ("fork-never-ends", BASE + "  - do: fork\n    workers: a\n    depth: 2\n", 9, "steps[1].do",
+     "fork needs count, duration or until_done"),
     ("fork-count-zero", BASE + "  - do: fork\n    workers: a\n    count: 0\n", 11, "steps[1].count",
      "must be 1..1099511627776, not 0"),
     ("fork-depth-negative", BASE + "  - do: fork\n    workers: a\n    count: 1\n    depth: -3\n", 12,
@@ -90,7 +94,7 @@ def test_limited_input(tmp_path, text, line, field, message):
 def test_parameter_in_a_key_is_substituted(tmp_path):
     text = "matrix:\n  k: [pages_to_scan, sleep_millisecs]\n" + BASE.replace("{run: 1}", '{"${k}": 100}')
     _, loaded = load(tmp_path, text)
-    assert [s.steps[0].args["writes"] for s in loaded] == [(("pages_to_scan", "100"),),
+    assert [s.steps[0].writes for s in loaded] == [(("pages_to_scan", "100"),),
                                                            (("sleep_millisecs", "100"),)]
 
 
@@ -99,7 +103,7 @@ def test_concurrent_with_repeat(tmp_path):
         "    workers: a\n    region: r\n", "        workers: a\n        region: r\n      - knob: {run: 2}\n")
     _, (s,) = load(tmp_path, text)
     step = s.steps[1]
-    assert step.kind == "concurrent" and step.args["repeat"] == 3
+    assert step.kind == "concurrent" and step.repeat == 3
     assert [c.kind for c in step.children] == ["do", "knob"]
 
 
@@ -112,7 +116,7 @@ def test_newer_kernels_knob_is_taken_from_the_live_directory(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(BASE.replace("{run: 1}", "{new_setting: 1}"))
     (s,) = scenario.load_file(path, LIMITS, Knobs(ksm))
-    assert s.steps[0].args["writes"] == (("new_setting", "1"),)
+    assert s.steps[0].writes == (("new_setting", "1"),)
     path.write_text(BASE.replace("{run: 1}", "{new_counter: 1}"))
     with pytest.raises(InputError, match="is a counter the kernel keeps"):
         scenario.load_file(path, LIMITS, Knobs(ksm))
@@ -121,4 +125,4 @@ def test_newer_kernels_knob_is_taken_from_the_live_directory(tmp_path):
 def test_a_page_range_for_no_workers_loads(tmp_path):
     """`workers: []` selects nobody: its page range is out of no region (found by Hypothesis)."""
     _, (s,) = load(tmp_path, BASE + "  - do: touch\n    workers: []\n    region: r\n    pages: 5000-5001\n")
-    assert s.steps[1].args["pages"] == "5000-5001"
+    assert s.steps[1].pages.text == "5000-5001"

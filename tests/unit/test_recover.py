@@ -1,10 +1,10 @@
-"""runner.recover: a journal undone newest first across kinds, entries kept
+"""recovery.recover: a journal undone newest first across kinds, entries kept
 until their resource is gone, every item tried, restore idempotent."""
 from types import SimpleNamespace
 
 import pytest
 
-from harness import faultinject, runner, swap
+from harness import faultinject, recovery, runner, swap
 from harness.errors import CleanupError
 from harness.journal import Journal
 
@@ -49,7 +49,7 @@ def journal_with_double_arm(tmp_path):
 def test_newest_first_across_kinds_then_knobs(tmp_path):
     rec = Recorder()
     j = journal_with_double_arm(tmp_path)
-    assert runner.recover(context(rec), j) == []
+    assert recovery.recover(context(rec), j) == []
     assert rec.done == [("faultinject", SECOND), ("faultinject", ARMED), ("swap", DEV), ("knobs", {"run": "0"})]
     assert j.data["entries"] == []
 
@@ -57,7 +57,7 @@ def test_newest_first_across_kinds_then_knobs(tmp_path):
 def test_what_fails_stays_journaled_and_the_rest_is_done(tmp_path):
     rec = Recorder(failing=("swap",))
     j = journal_with_double_arm(tmp_path)
-    failures = runner.recover(context(rec), j)
+    failures = recovery.recover(context(rec), j)
     assert [f.error for f in failures] == ["OSError: swap busy"]
     assert [w for w, _ in rec.done] == ["faultinject", "faultinject", "knobs"]
     assert [e["kind"] for e in Journal(tmp_path).stale()["entries"]] == ["swap"]
@@ -76,6 +76,7 @@ def test_restore_twice(tmp_path, monkeypatch):
     rec.failing = ()
     runner.restore(journal=Journal(tmp_path), say=said.append, lock=lock)
     runner.restore(journal=Journal(tmp_path), say=said.append, lock=lock)
-    assert said == [f"restored KSM knobs and removed 1 swap device(s), 0 cgroup(s) and 0 fault injection(s) left by "
+    assert said == [f"restored KSM knobs and removed 1 swap device(s), 0 cgroup(s), 0 fault injection(s) and 0 "
+                    f"stuck process(es) left by "
                     f"run pid {__import__('os').getpid()}",
                     f"nothing to restore: {tmp_path}/journal.json does not exist (no run was interrupted)"]

@@ -69,7 +69,7 @@ def test_matrix_list_of_points(tmp_path):
             + BASE + "  - wait: '${c}'\n")
     _, loaded = load(tmp_path, text)
     assert [s.params for s in loaded] == [{"v": 0, "c": "a.r.ksm == 100%"}, {"v": 1, "c": "a.r.zero == 100%"}]
-    assert [s.steps[-1].args["until"].name for s in loaded] == ["a.r.ksm", "a.r.zero"]
+    assert [s.steps[-1].until.name for s in loaded] == ["a.r.ksm", "a.r.zero"]
 
 
 def test_matrix_points_must_share_names(tmp_path):
@@ -96,13 +96,13 @@ def test_matrix_product_and_types(tmp_path):
 def test_substitution_inside_a_string(tmp_path):
     text = "matrix:\n  v: [7]\n" + BASE + "  - {knob: {run: 2}, name: 'step-${v}'}\n"
     _, (s,) = load(tmp_path, text)
-    assert s.steps[1].args["name"] == "step-7"
+    assert s.steps[1].name == "step-7"
 
 
 def test_no_matrix_plain_name(tmp_path):
     _, (s,) = load(tmp_path, BASE)
     assert s.name == "t" and s.params == {}
-    assert s.steps[0].args["writes"] == (("run", "1"),)
+    assert s.steps[0].writes == (("run", "1"),)
 
 
 # (id, text, line, field, message); field None means the error has no field part
@@ -176,7 +176,7 @@ BROKEN = [
     ("fork-unbounded", BASE + "  - do: fork\n    workers: a\n", 9, "steps[1].do",
      "fork needs count, duration or until_done"),
     ("unknown-action", BASE + "  - do: dance\n", 9, "steps[1].do",
-     "unknown action 'dance' (expected one of: write, advise, pageout, touch, verify, fork, prctl_merge, "
+     "unknown action 'dance' (expected one of: write, advise, mprotect, pageout, touch, verify, fork, prctl_merge, "
      "migrate, exit, hwpoison, provoke)"),
     ("knob-write-expect", BASE + "  - knob: {run: 2}\n    expect: EAGAIN\n", 10, "steps[1].expect",
      "expect must be one of ok, EBUSY, EINVAL"),
@@ -275,4 +275,19 @@ def test_load_all_keyword():
 @pytest.mark.parametrize("line,want", [("window: 75%", 75), ("window: 0%", 0), ("name: race", 50)])
 def test_race_window(tmp_path, line, want):
     _, (sc,) = load(tmp_path, RACE.replace("WINDOW", line))
-    assert sc.steps[1].kind == "concurrent" and sc.steps[1].args["window"] == want
+    assert sc.steps[1].kind == "concurrent" and sc.steps[1].window == want
+
+
+ROUND_TRIP = sorted(p for d in ("scenarios", "tests/data/scenarios") for p in (REPO / d).rglob("*.yaml")
+                    if p.name != "broken.yaml")
+
+
+@pytest.mark.parametrize("path", ROUND_TRIP, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_dump_loads_back_equal(tmp_path, path):
+    """Every scenario (each matrix point) dumps to a file that loads back to an
+    equal Scenario: what `ksm-harness explore` writes as a reproducer means the same."""
+    for i, sc in enumerate(scenario.load_file(path)):
+        dumped = tmp_path / f"{i}.yaml"
+        dumped.write_text(scenario.dump_text(sc))
+        (again,) = scenario.load_file(dumped)
+        assert again == sc, dumped.read_text()

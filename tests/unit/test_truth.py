@@ -216,11 +216,11 @@ def test_children_inherit_their_parents_counters_before_6_2(ksm, proc):
 
 
 def test_merge_any_scenarios_are_found():
-    from harness.scenario import Step
+    from harness.steps import actions, control
     plain = SimpleNamespace(workers=[SimpleNamespace(prctl_merge=False)],
-                            steps=(Step("repeat", {}, 3, (Step("do", {"do": "touch"}, 4),)),))
+                            steps=(control.Repeat(times=3, steps=(actions.Touch(region="r"),)),))
     assert not truth.uses_merge_any(plain)
     nested = SimpleNamespace(workers=plain.workers,
-                             steps=(Step("repeat", {}, 3, (Step("do", {"do": "prctl_merge"}, 4),)),))
+                             steps=(control.Repeat(times=3, steps=(actions.PrctlMerge(value=1),)),))
     assert truth.uses_merge_any(nested)
     assert truth.uses_merge_any(SimpleNamespace(workers=[SimpleNamespace(prctl_merge=True)], steps=()))

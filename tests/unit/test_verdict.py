@@ -1,6 +1,6 @@
-"""runner.verdict(): FAIL is the kernel's, ERROR is ours."""
+"""verdict.verdict(): FAIL is the kernel's, ERROR is ours."""
 from harness.results import ERROR, FAIL, PASS, Check
-from harness.runner import verdict
+from harness.verdict import verdict
 
 OK = Check("pages_shared == 0", True, "pages_shared=0 (want == 0)")
 BAD = Check("victim.r.ksm == 0", False, "victim.r.ksm=4096 (want == 0)")

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from harness import damage, lkdtm
+from harness import damage, lkdtm, steps
 from harness.errors import ScenarioStopped
 from harness.results import Crash
 from harness.watchdog import InKernel, Watchdog, in_kernel, read_abandonable, stat_state
@@ -69,7 +69,8 @@ def test_stat_state_and_in_kernel(tmp_path):
 
 def test_damage_guard(tmp_path):
     (tmp_path / "cmdline").write_text("console=ttyS0 panic=-1\n")
-    assert damage.refusal(["verify"], False, tmp_path) is None
+    assert damage.refusal([], False, tmp_path) is None
+    assert {a for a, cls in steps.ACTIONS.items() if cls.damaging} == {"provoke", "hwpoison"}
     assert "--allow-kernel-damage" in damage.refusal(["provoke"], False, tmp_path)
     assert damage.refusal(["provoke"], True, tmp_path) is None
     (tmp_path / "cmdline").write_text(f"console=ttyS0 {damage.GUEST_MARK} rdinit=/init\n")
