@@ -167,6 +167,8 @@ def build_parser():
         s = sub.add_parser(name, help=help_)
         add_selection(s)
         s.set_defaults(fn=fn)
+    from .explore.command import add_parser as add_explore  # imports Hypothesis
+    add_explore(sub)
     sub.add_parser("restore", help="put back what a killed run left (knobs, swap, cgroups)").set_defaults(
         fn=cmd_restore)
     sub.add_parser("scan-log", help="find kernel crash reports in a saved log", add_help=False)
