@@ -233,7 +233,7 @@ class ExploreMachine(RuleBasedStateMachine):
                                           if not (k in NEED_UNSHARED and self.draft.maybe_shared)]))
         self.knob(knob, data.draw(st.sampled_from(self.vocab.knob_values(knob))))
 
-    @precondition(lambda self: self.draft.groups and self.draft.run == "1")
+    @precondition(lambda self: self.draft.groups and self.draft.run == "1" and "wait" not in self.draft.steps[-1])
     @rule()
     @whole
     def let_ksmd_merge(self):
