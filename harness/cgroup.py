@@ -121,6 +121,8 @@ class MemCgroup:
             if reason:
                 raise Skip(reason)
             hierarchy = find_hierarchy(proc)
+            if hierarchy is None:  # available() found one: mounts changed meanwhile
+                raise Skip("no memory cgroup hierarchy is mounted")
         parent = os.path.join(hierarchy.mount, PARENT)
         try:
             os.mkdir(parent)

@@ -136,6 +136,12 @@ def cmd_env(args):
     return 0
 
 
+def cmd_schema(args):
+    from .steps import reference, schema
+    print(reference.text() if args.reference else schema.text(), end="")
+    return 0
+
+
 def cmd_restore(args):
     runner.restore(say=print)
     return 0
@@ -167,6 +173,11 @@ def build_parser():
         s = sub.add_parser(name, help=help_)
         add_selection(s)
         s.set_defaults(fn=fn)
+    schema = sub.add_parser("schema", help="print the JSON schema of scenario files (generated from the step "
+                                           "classes; harness/schema/scenario.schema.json is its output)")
+    schema.add_argument("--reference", action="store_true",
+                        help="print the scenario reference instead (docs/reference.md is its output)")
+    schema.set_defaults(fn=cmd_schema)
     from .explore.command import add_parser as add_explore  # imports Hypothesis
     add_explore(sub)
     sub.add_parser("restore", help="put back what a killed run left (knobs, swap, cgroups)").set_defaults(

@@ -28,7 +28,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from . import kernel, pages
 from .errors import KernelError
@@ -155,7 +155,7 @@ def frames_of(recorded: Mapping[int, int], view: pages.RegionPages, start: int, 
 
 def runs(indexes: Iterable[int]):
     """(start, count) of each run of consecutive page indexes."""
-    out = []
+    out: List[List[int]] = []
     for i in sorted(indexes):
         if out and out[-1][0] + out[-1][1] == i:
             out[-1][1] += 1

@@ -141,7 +141,7 @@ class KmsgWatcher:
                 context = [r for r in context if r.seq < first]
             self._context = context
         else:
-            self._context = [_console_record(line) for line in self._read_file_lines(final=False)]
+            self._context = [_console_record(line) for line in self._read_file_lines(self._fd, final=False)]
             # Kernel lines on this console carry time stamps: later lines without are user space.
             self._scanner = Scanner(marked=any(r.facility == 0 for r in self._context))
         self._wake_r, self._wake_w = os.pipe()
@@ -248,10 +248,10 @@ class KmsgWatcher:
                 return
             yield parse_record(data)
 
-    def _read_file_lines(self, final) -> List[str]:
+    def _read_file_lines(self, fd: int, final) -> List[str]:
         data = self._partial
         while True:
-            chunk = os.read(self._fd, READ_SIZE)
+            chunk = os.read(fd, READ_SIZE)
             if not chunk:
                 break
             data += chunk
@@ -275,7 +275,7 @@ class KmsgWatcher:
                         log.warning("%s: %d records lost (ring buffer overwritten)", self.path, gap)
                     self._next_seq = record.seq + 1
             else:
-                new = [_console_record(line) for line in self._read_file_lines(final)]
+                new = [_console_record(line) for line in self._read_file_lines(self._fd, final)]
             first_index = len(self._context) if not self._device else 0
             for record in new:
                 self._records.append(record)

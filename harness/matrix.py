@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import vm, vmcli
 from .errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE, HarnessError, InputError
@@ -104,7 +104,7 @@ def run_matrix(argv: Sequence[str], out: Path, echo=sys.stdout) -> List[KernelRu
 
 def columns(rows: Sequence[KernelRun]) -> List[str]:
     """Scenario names (without matrix point) in the order they first ran."""
-    names = {}
+    names: Dict[str, None] = {}
     for row in rows:
         for s in row.result.scenarios if row.result else ():
             names.setdefault(base(s), None)
@@ -188,7 +188,7 @@ def html_page(rows: Sequence[KernelRun]) -> str:
 def kcidb_doc(rows: Sequence[KernelRun]) -> dict:
     """One KCIDB document for every kernel that reported: checkouts and builds
     once per id, every test."""
-    doc = {"version": {"major": kcidb.MAJOR, "minor": kcidb.MINOR}, "checkouts": [], "builds": [], "tests": []}
+    doc: dict = {"version": {"major": kcidb.MAJOR, "minor": kcidb.MINOR}, "checkouts": [], "builds": [], "tests": []}
     ident = kcidb.identity()
     for row in rows:
         if row.result is None:
@@ -227,8 +227,8 @@ def main(argv: Sequence[str]) -> int:
     """`ksm-harness vm` with more than one --kernel; the exit code is 0 when
     every kernel passed, else the first failing kernel's (1 for a failure)."""
     try:
-        kernels, out, _ = split_argv(argv)
-        out = Path(out) if out else Path("results") / f"matrix-{time.strftime('%Y%m%d-%H%M%S')}"
+        kernels, out_arg, _ = split_argv(argv)
+        out = Path(out_arg) if out_arg else Path("results") / f"matrix-{time.strftime('%Y%m%d-%H%M%S')}"
         kcidb.identity()  # a bad KSM_HARNESS_KCIDB_* fails before the first boot
         rows = run_matrix(argv, out)
         write_reports(rows, out)

@@ -51,7 +51,7 @@ def probe_kvm(kvm: str) -> Optional[str]:
             return f"{kvm} reports KVM API version {version}, not {KVM_API_VERSION}"
         os.close(fcntl.ioctl(fd, KVM_CREATE_VM, 0))
     except OSError as exc:
-        return f"{kvm} cannot create a VM: {errno.errorcode.get(exc.errno, exc.errno)} ({exc.strerror})"
+        return f"{kvm} cannot create a VM: {errno.errorcode.get(exc.errno or 0, exc.errno)} ({exc.strerror})"
     finally:
         os.close(fd)
     return None

@@ -478,9 +478,13 @@ class RunContext:
         self.truth = truthcheck.TRUSTED  # what run_all's self-check found the truth sources to be
 
 
-def run_scenario(ctx, sc):
+def run_scenario(ctx, sc, drive=None):
     """One scenario -> ScenarioResult.  Never raises for kernel behaviour:
-    failures are checks, harness problems are ERROR results."""
+    failures are checks, harness problems are ERROR results.  drive(run)
+    runs the steps on the set-up ScenarioRun (default: sc.steps in order,
+    ScenarioRun.run_steps); one that chooses each step as it goes (explore)
+    calls run.run_step(step) itself.  The final invariant, the expectations
+    and the verdict follow either way."""
     started = time.monotonic()
     identity = {"started": _now(), "params": {k: str(v) for k, v in sc.params.items()}}  # for KCIDB, LAVA
     try:
@@ -509,7 +513,7 @@ def run_scenario(ctx, sc):
                 run.reference = ctx.counters.read()
                 sampler.start()
                 defer(sampler.stop)
-                run.run_steps(sc.steps)
+                (drive or run_in_order)(run)
                 run.current_line = sc.line
                 run.invariant("at the end")
                 run.expectations()
@@ -568,6 +572,11 @@ def run_scenario(ctx, sc):
         log_context=tuple(r.text for r in watcher.context[-20:]),
         **identity,
     )
+
+
+def run_in_order(run):
+    """The scenario's own steps, in file order."""
+    run.run_steps(run.sc.steps)
 
 
 def undo_entry(ctx, journal, entry):

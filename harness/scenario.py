@@ -5,6 +5,7 @@ key, a wrong type, a bad size or an impossible order is an InputError naming
 file:line and the field (exit code 2).  The format is documented in README.md
 ("Writing scenarios") and described by harness/schema/scenario.schema.json.
 """
+import dataclasses
 import itertools
 import math
 import re
@@ -12,20 +13,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Tuple
 
+import yaml
+
 from . import limits as limits_mod, steps as steps_mod, yamlload
+from .steps import document
+from .steps.document import SWAP_KINDS
 from .errors import InputError
 from .knobs import Knobs
 from .steps import Step
 from .steps.actions import MAX_NODE
-from .steps.fields import (PAGE, Ctx, at_least as _at_least, check_keys as _keys, parse_size, typed as _typed,
-                           within as _within)
-from .steps.values import (NODE_METRIC_RE, Condition, Pattern, check_metric, parse_condition, parse_knob_writes,
-                           parse_pattern)
+from .steps.fields import (PAGE, Ctx, at_least as _at_least, check_keys as _keys, dump_size, parse_size,
+                           typed as _typed, within as _within)
+from .steps.values import (NODE_METRIC_RE, Condition, Pattern, check_metric, dump_pattern, parse_condition,
+                           parse_knob_writes, parse_pattern)
 
-__all__ = ["Condition", "NODE_METRIC_RE", "PAGE", "Pattern", "Step", "Scenario", "load_file", "load_all"]
+__all__ = ["Condition", "NODE_METRIC_RE", "PAGE", "Pattern", "Step", "Scenario", "dump", "dump_text", "load_file",
+           "load_all"]
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
-SWAP_KINDS = ("file", "zram")
+NAME_RE = re.compile(f"^{document.NAME_PATTERN}$")
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,7 @@ class Parser:
         where = "requires"
         if m is None:
             m = yamlload.Map()
-        _keys(self.ctx, m, where, {"kernel", "knobs", "numa_nodes", "swap", "thp", "fault_injection",
-                                   "memcg", "ksm_stat", "vmstat", "memory_failure", "lkdtm"})
+        _keys(self.ctx, m, where, *document.keys("requires"))
         kernel = _typed(self.ctx, m, "kernel", where, (str, float, int))
         if kernel is not None and not re.match(r"^\d+(\.\d+){0,2}$", str(kernel)):
             raise self.err(f"bad kernel version {kernel!r} (want e.g. '3.9')", m, "kernel", f"{where}.kernel")
@@ -145,23 +149,22 @@ class Parser:
         out, mapped = [], 0
         for i, m in enumerate(seq):
             where = f"workers[{i}]"
-            _keys(self.ctx, m, where, {"name", "count", "regions", "prctl_merge"}, ("name", "regions"))
+            _keys(self.ctx, m, where, *document.keys("workerGroup"))
             name = _typed(self.ctx, m, "name", where, (str,))
             if not NAME_RE.match(name) or name == "all":
                 raise self.err(f"bad worker group name {name!r} (lower case, not 'all')", m, "name", f"{where}.name")
             if name in self.groups:
                 raise self.err(f"worker group {name!r} defined twice", m, "name", f"{where}.name")
             count = _typed(self.ctx, m, "count", where, (int,), 1)
-            if not 1 <= count <= 1000:
-                raise self.err("count must be 1..1000", m, "count", f"{where}.count")
+            if not 1 <= count <= document.MAX_WORKERS:
+                raise self.err(f"count must be 1..{document.MAX_WORKERS}", m, "count", f"{where}.count")
             regions = []
             rseq = m["regions"]
             if not isinstance(rseq, yamlload.Seq) or not rseq:
                 raise self.err("must be a non-empty list", m, "regions", f"{where}.regions")
             for j, r in enumerate(rseq):
                 rw = f"{where}.regions[{j}]"
-                _keys(self.ctx, r, rw, {"name", "size", "pattern", "mergeable", "node", "thp"},
-                      ("name", "size"))
+                _keys(self.ctx, r, rw, *document.keys("region"))
                 rname = _typed(self.ctx, r, "name", rw, (str,))
                 if not NAME_RE.match(rname) or rname == "all":
                     raise self.err(f"bad region name {rname!r}", r, "name", f"{rw}.name")
@@ -238,15 +241,14 @@ class Parser:
 
     def scenario(self):
         doc = self.doc
-        _keys(self.ctx, doc, "scenario", {"name", "description", "requires", "matrix", "setup", "workers",
-                                          "steps", "expect", "timeout"}, ("name", "workers", "steps"))
+        _keys(self.ctx, doc, "scenario", *document.keys("scenario"))
         name = _typed(self.ctx, doc, "name", "scenario", (str,))
         if not NAME_RE.match(name):
             raise self.err(f"bad scenario name {name!r} (lower case letters, digits, - and _)", doc, "name", "name")
         requires = self.requirements(doc.get("requires"))
         workers = self.workers(doc["workers"])
         setup = doc.get("setup") or yamlload.Map()
-        _keys(self.ctx, setup, "setup", {"knobs", "swap", "cgroup"})
+        _keys(self.ctx, setup, "setup", *document.keys("setup"))
         knobs = ()
         if "knobs" in setup:
             k = setup["knobs"]
@@ -255,7 +257,7 @@ class Parser:
         swap = None
         if "swap" in setup:
             s = setup["swap"]
-            _keys(self.ctx, s, "setup.swap", {"kind", "size"}, ("kind", "size"))
+            _keys(self.ctx, s, "setup.swap", *document.keys("swap"))
             if s["kind"] not in SWAP_KINDS:
                 raise self.err(f"swap kind must be file or zram, not {s['kind']!r}", s, "kind", "setup.swap.kind")
             swap = {"kind": s["kind"], "npages": parse_size(self.ctx, s, "size", "setup.swap")}
@@ -266,13 +268,14 @@ class Parser:
         cgroup = None
         if "cgroup" in setup:
             c = setup["cgroup"]
-            _keys(self.ctx, c, "setup.cgroup", {"limit", "oom_kill"}, ("limit",))
+            _keys(self.ctx, c, "setup.cgroup", *document.keys("cgroup"))
             cgroup = {"limit_pages": parse_size(self.ctx, c, "limit", "setup.cgroup"),
                       "oom_kill": _typed(self.ctx, c, "oom_kill", "setup.cgroup", (bool,), True)}
         steps = self.steps(doc["steps"])
         self.check_order(steps, swap, requires)
         timeout = _at_least(self.ctx, doc, "timeout", "scenario",
-                            _typed(self.ctx, doc, "timeout", "scenario", (int, float), 300), 1e-3, "> 0")
+                            _typed(self.ctx, doc, "timeout", "scenario", (int, float), document.DEFAULT_TIMEOUT),
+                            1e-3, "> 0")
         suffix = ",".join(f"{k}={v}" for k, v in self.params.items())
         return Scenario(
             name=f"{name}[{suffix}]" if suffix else name,
@@ -368,6 +371,50 @@ def load_file(path, limits=None, knobs=None):
         body.line, body.key_lines = doc.line, doc.key_lines
         out.append(Parser(file, body, params, limits, knobs).scenario())
     return out
+
+
+def dump(sc):
+    """The YAML mapping sc came from, defaults left out: load_file() of it
+    gives a Scenario equal to sc (a matrix point is a matrix of that one point)."""
+    out = {"name": sc.name.partition("[")[0] if sc.params else sc.name}
+    if sc.description:
+        out["description"] = sc.description
+    requires = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(sc.requires).items()
+                if v not in (None, False, ()) and not (k == "numa_nodes" and v == 1)}
+    if requires:
+        out["requires"] = requires
+    if sc.params:
+        out["matrix"] = [dict(sc.params)]
+    setup = {}
+    if sc.knobs:
+        setup["knobs"] = dict(sc.knobs)
+    if sc.swap:
+        setup["swap"] = {"kind": sc.swap["kind"], "size": dump_size(sc.swap["npages"])}
+    if sc.cgroup:
+        setup["cgroup"] = {"limit": dump_size(sc.cgroup["limit_pages"]), "oom_kill": sc.cgroup["oom_kill"]}
+    if setup:
+        out["setup"] = setup
+    out["workers"] = [{"name": g.name, "count": g.count, "prctl_merge": g.prctl_merge,
+                       "regions": [dump_region(r) for r in g.regions]} for g in sc.workers]
+    out["steps"] = [step.dump() for step in sc.steps]
+    out["expect"] = [e.text if e.kind == "that" else {e.kind: e.mode if e.kind == "data" else e.title}
+                     for e in sc.expect]
+    out["timeout"] = sc.timeout
+    return out
+
+
+def dump_region(r):
+    out = {"name": r.name, "size": dump_size(r.npages), "pattern": dump_pattern(r.pattern), "mergeable": r.mergeable}
+    if r.node is not None:
+        out["node"] = r.node
+    if r.thp is not None:
+        out["thp"] = r.thp
+    return out
+
+
+def dump_text(sc):
+    """dump(sc) as YAML text: a scenario file of its own."""
+    return yaml.safe_dump(dump(sc), sort_keys=False)
 
 
 def find_files(paths):

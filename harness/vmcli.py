@@ -89,7 +89,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from . import matrix  # several --kernel: one boot each, one report (harness/matrix.py)
 
     if len(matrix.kernels_in(argv or [])) > 1:
-        return matrix.main(argv)
+        return matrix.main(argv or [])
     try:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has printed

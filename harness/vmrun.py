@@ -27,7 +27,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, IO, List, Optional, Sequence, Tuple
+from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import heartbeat, vm
 from .crash import Scanner
@@ -53,7 +53,7 @@ class Follower:
         self.clock = clock
         self.scanner = Scanner()  # kernel reports on the console after the ready marker
         self.report_times: List[float] = []  # clock() when each report's first line was read
-        self.finished = {}  # scenario name -> clock() when the heartbeat showed it done
+        self.finished: Dict[str, float] = {}  # scenario name -> clock() when the heartbeat showed it done
         self.beat: Optional[heartbeat.Beat] = None  # the last heartbeat read
         self.killed_at: Optional[float] = None  # clock() when qemu was killed
         self.scenario_at: Optional[float] = None  # clock() when the current scenario started
@@ -160,7 +160,9 @@ def run_scenarios(options: vm.VmOptions, run_args: Sequence[str], out: Path, *, 
     share = Path(tempfile.mkdtemp(prefix="ksm-harness-vm-"))
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     begin = time.monotonic()
-    boots, selection, why_not, recorded = [], (), "", False
+    boots: List[vm.VmRun] = []
+    selection: Tuple[str, ...] = ()
+    why_not, recorded = "", False
     try:
         while True:
             follower = Follower()
@@ -185,7 +187,7 @@ def run_scenarios(options: vm.VmOptions, run_args: Sequence[str], out: Path, *, 
                 reports = follower.scenario_crashes()
                 ended = follower.killed_at or follower.clock()
                 heartbeat.record_done(share, crashed(beat, run.killed or "by itself (reboot or power off)",
-                                                     reports, ended - follower.scenario_at), beat.kernel)
+                                                     reports, ended - (follower.scenario_at or ended)), beat.kernel)
                 done.add(beat.scenario)
                 recorded = True
                 why_not = f"{NOT_RUN} {beat.scenario} ({title_of(reports)})"

@@ -175,7 +175,7 @@ class Watchdog:
                 continue
             self.stuck = tuple(in_kernel(pid, name, doing, self.proc) for name, pid, doing in self.busy())
             self.reason = self._message()
-            if self._armed and self._installed:
+            if self._armed and self._installed and self._main is not None:
                 signal.pthread_kill(self._main, SIGNAL)
             return
 

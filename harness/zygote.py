@@ -19,6 +19,7 @@ from ._mem import ffi, lib
 
 from .pages import PAGE_SIZE
 THP_SIZE = 2 << 20
+WAIT_POLL_US = 20  # how often a worker waiting for a race window reads the file
 PATTERNS = {"zero": lib.KSMH_PAT_ZERO, "same": lib.KSMH_PAT_SAME,
             "groups": lib.KSMH_PAT_GROUPS, "unique": lib.KSMH_PAT_UNIQUE}
 ADVICE = {"mergeable": lib.KSMH_MADV_MERGEABLE, "unmergeable": lib.KSMH_MADV_UNMERGEABLE,
@@ -84,8 +85,7 @@ def wait_file(args):
     if not args.get("wait_file"):
         return
     rc = lib.ksmh_wait_file(args["wait_file"].encode(), str(args["wait_value"]).encode(),
-                            int(args.get("wait_poll_us", 20) * 1000),
-                            int(args.get("wait_timeout", 30) * 1e9))
+                            WAIT_POLL_US * 1000, int(args["wait_timeout"] * 1e9))
     check(rc, f"waiting for {args['wait_file']} to read {args['wait_value']}")
 
 
@@ -153,7 +153,7 @@ class Worker:
         r = self.region(args["region"])
         start = args.get("start", 0)
         base, count = r.span(start, args.get("count"))
-        r.set_keys(args["pattern"], args["worker"], start, count, args.get("generation", 1))
+        r.set_keys(args["pattern"], args["worker"], start, count, args["generation"])
         lib.ksmh_fill(base, count, r.keys + start)
         return {"pages": count}
 

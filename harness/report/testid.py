@@ -32,7 +32,8 @@ def slug(text) -> str:
 
 def base(s) -> str:
     """The scenario's own name, without matrix point or repeat number."""
-    return _BASE.match(s.name).group(0)
+    match = _BASE.match(s.name)  # matches every name, if only with ""
+    return match.group(0) if match else s.name
 
 
 def point(s) -> list:

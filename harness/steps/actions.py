@@ -1,7 +1,7 @@
 """Worker actions (`do: NAME`): what the selected workers do to their
 memory and processes.  The worker half of each is zygote.py's op_NAME."""
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar, Optional, Tuple
 
 from .. import hwpoison, lkdtm, numa, pages
 from .base import Action
@@ -18,14 +18,13 @@ FOREVER_SECONDS = 3600  # a fork storm's duration when only its count (or until_
 class OnPages(Action):
     """An action on some pages of one region of each selected worker."""
 
-    region: str = field("region", "region", "Region name, or all.", required=True)
+    region: str = field("region", "region", "Region name.", required=True, excluded=("all",),
+                        message="{key}: name one region ('all' is for verify and conditions)")
     pages: PageRange = field("pages", "pages", "Which pages: all, 10-19, 7, 50% or 'last 50%'.",
                              default=ALL_PAGES)
 
     def span(self, w):
-        """{start, count} of the pages in worker w's region (nothing: the whole region)."""
-        if self.region == "all":
-            return {}
+        """{start, count} of the pages in worker w's region."""
         start, count = self.pages.span(w.regions[self.region]["npages"])
         return {"start": start, "count": count}
 
@@ -135,27 +134,19 @@ class Fork(Action):
     live: bool = field("live", "bool", "Children live on (paused) instead of exiting at once.", default=True)
     live_cap: int = field("live_cap", "int", "Most children alive at once.", default=256, minimum=0,
                           maximum=1 << 20)
-    lifetime_us: float = field("lifetime_us", "number", "Microseconds each child lives (0: until the end).",
-                               default=0, minimum=0)
+    lifetime_us: float = field("lifetime_us", "number", "Live children exit after this many microseconds and "
+                               "are replaced, a rolling population (0: they live to the end).", default=0, minimum=0)
     interval_us: float = field("interval_us", "number", "Microseconds between forks.", default=0, minimum=0)
     wait_for: Optional[WaitFor] = field("wait_for", "wait_for", "Start once a KSM file reads a value.")
     until_done: bool = field("until_done", "bool", "Go on until the concurrent step's harness steps are done.",
                              default=False)
     # the keys of which a fork needs one (else it would never end)
-    ENDS: ClassVar = ("count", "duration", "until_done")
+    needs_one_of: ClassVar[Tuple[str, ...]] = ("count", "duration", "until_done")
 
     def validate(self, p, m, where, in_concurrent):
         if self.until_done and not in_concurrent:
             raise p.err("until_done only makes sense inside a concurrent step", m, "until_done",
                         f"{where}.until_done")
-        if not any(k in m for k in self.ENDS):
-            raise p.err("fork needs count, duration or until_done", m, "do", f"{where}.do")
-
-    def dump(self):
-        out = super().dump()
-        if not any(k in out for k in self.ENDS):
-            out["count"] = self.count
-        return out
 
     @property
     def stops_when_told(self):
@@ -194,7 +185,8 @@ class PrctlMerge(Action):
 @dataclass(frozen=True)
 class Migrate(Action):
     action: ClassVar[str] = "migrate"
-    summary: ClassVar[str] = "Move a region's pages to a NUMA node (move_pages)."
+    summary: ClassVar[str] = ("Move a region's pages to a NUMA node: move_pages(), again for the pages still "
+                              "elsewhere until all are there (a page ksmd holds makes one call stop short).")
     region: str = field("region", "region", "Region name.", required=True)
     node: int = field("node", "int", "Target NUMA node.", required=True, minimum=0, maximum=MAX_NODE)
 

@@ -89,6 +89,7 @@ class Action(Step):
     action: ClassVar[str]  # the `do:` value
     op: ClassVar[Optional[str]] = None  # the worker's command (zygote.py op_NAME); None: the harness acts
     damaging: ClassVar[bool] = False  # damages the running kernel for good (harness/damage.py)
+    needs_one_of: ClassVar[Tuple[str, ...]] = ()  # keys of which the mapping must have one (the schema's anyOf)
     workers: Tuple[values.Selector, ...] = field("workers", "workers", "Which workers (default all).",
                                                  default=values.ALL_WORKERS)
     name: Optional[str] = field("name", "str", "Step title in results.")
@@ -104,6 +105,9 @@ class Action(Step):
     @classmethod
     def parse(cls, p, m, where, in_concurrent=False):
         step = super().parse(p, m, where, in_concurrent)
+        if cls.needs_one_of and not any(k in m for k in cls.needs_one_of):
+            raise p.err(f"{cls.action} needs {', '.join(cls.needs_one_of[:-1])} or {cls.needs_one_of[-1]}", m,
+                        "do", f"{where}.do")
         step.validate(p, m, where, in_concurrent)
         return step
 
@@ -111,7 +115,12 @@ class Action(Step):
         """Rules across fields (the fields' own bounds are checked already)."""
 
     def dump(self):
-        return {"do": self.action, **super().dump()}
+        out = {"do": self.action, **super().dump()}
+        if self.needs_one_of and not any(k in out for k in self.needs_one_of):
+            # at its default, but the mapping must say it
+            name, spec = next((n, s) for n, s in specs(type(self)) if s.key == self.needs_one_of[0])
+            out[spec.key] = getattr(self, name)
+        return out
 
     @property
     def title(self):

@@ -38,6 +38,22 @@ TYPES = {
     "knob_writes": "tuple of (name, value) str pairs from a mapping of knob names to values",
     "percent": "int 0..100 from '50%'",
     "steps": "tuple of steps",
+    "flag": "int 0 or 1 from true/false/1/0",
+    "limit": "int (pages) from {limit: SIZE}",
+    # the document around the steps (document.py): parsed by scenario.py
+    "name": "str: lower case letters, digits, - and _",
+    "regex": "str: a Python regular expression",
+    "strings": "list of str",
+    "version": "str: a kernel version such as 3.9",
+    "knob_value": "str from an int or a word",
+    "matrix": "parameter names to lists of values, or a list of points",
+    "requires": "the requires part",
+    "setup": "the setup part",
+    "swap": "the setup.swap part",
+    "cgroup": "the setup.cgroup part",
+    "worker_groups": "a non-empty list of worker groups",
+    "regions": "a non-empty list of regions",
+    "expectations": "a list of expectations",
 }
 
 
@@ -58,6 +74,11 @@ class Spec:
     choices: Tuple[str, ...] = ()  # the allowed words (choice)
     pattern: Optional[str] = None  # a regex a str must match in full
     message: Optional[str] = None  # the error for a value out of bounds/choices/pattern: {value!r}, {key}
+
+    @property
+    def yaml_default(self):
+        """The default as it would be written in YAML (None: no default)."""
+        return None if self.default is None else dump_value(self, self.default)
 
     def bounds(self, limits=None):
         """(minimum, maximum) in force: the machine's limit where there is one."""

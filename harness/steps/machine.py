@@ -100,7 +100,9 @@ class Check(Wait):
 @dataclass(frozen=True)
 class FaultInjection(Step):
     kind: ClassVar[str] = "fault_injection"
-    summary: ClassVar[str] = "Turn fail_make_request on the swap device on or off."
+    summary: ClassVar[str] = ("Turn fail_make_request on the scenario's swap device on or off (needs setup.swap); "
+                              "every worker first reads its own memory back in, so that only the test regions "
+                              "meet the failing reads.")
     on: bool = field("fault_injection", "bool", "On (true) or off (false).", required=True)
     times: int = field("times", "int", "How many reads fail (-1: no limit).", default=-1, minimum=-1,
                        excluded=(0,), message="times must be -1 (no limit) or >= 1, not {value}")
@@ -155,7 +157,8 @@ class Cgroup(Step):
 @dataclass(frozen=True)
 class Swapoff(Step):
     kind: ClassVar[str] = "swapoff"
-    summary: ClassVar[str] = "swapoff the setup's swap device: every page comes back from swap."
+    summary: ClassVar[str] = ("Swap the scenario's device off now: try_to_unuse() maps every page back, from "
+                              "swapcache or the device.")
     on: bool = field("swapoff", "bool", "true (the only form).", required=True, choices=(True,),
                      message="swapoff: true is the only form")
 

@@ -9,10 +9,34 @@ from .. import yamlload
 from .fields import DUMPERS, PARSERS, check_keys, typed
 
 COND_RE = re.compile(r"^\s*(\+)?([A-Za-z_][\w.\[\]:]*)\s*(==|!=|>=|<=|>|<)\s*(-?\d+)(%?)\s*$")
-PROCESS_METRICS = ("ksm", "swapped", "swapcache", "present", "zero", "thp", "sigbus", "bad", "processes",
-                   "ksm_pages", "max_sharing", "poisoned", "lost_in_swapcache")
+# GROUP.REGION.METRIC: summed over the group's workers and all their live descendants (metrics.py)
+PROCESS_METRIC_DOCS = {
+    "ksm": "pages that are KSM pages (KPF_KSM, or the judge where this kernel's KPF_KSM lies)",
+    "swapped": "pages swapped out (pagemap PM_SWAP)",
+    "swapcache": "pages in swap cache: mapped ones with KPF_SWAPCACHE, swapped-out ones by the worker's own "
+                 "mincore(2) (a descendant's swapped-out pages are not seen)",
+    "present": "pages present in memory",
+    "zero": "pages mapped to the zero page",
+    "thp": "pages inside a transparent huge page",
+    "sigbus": "pages whose access raised SIGBUS",
+    "bad": "pages found with wrong data by a verify step",
+    "processes": "processes counted (workers and live descendants)",
+    "ksm_pages": "distinct KSM page frames backing the region (across the group's processes)",
+    "max_sharing": "the most mappings of one KSM page frame (what max_page_sharing caps)",
+    "poisoned": "pages a hwpoison step saw the kernel mark KPF_HWPOISON",
+    "lost_in_swapcache": "frames recorded at pageout that are now poisoned, unmapped, in swapcache and not up "
+                         "to date (what me_swapcache_dirty() leaves)",
+}
+PROCESS_METRICS = tuple(PROCESS_METRIC_DOCS)
 NODE_METRIC_RE = re.compile(r"^node(\d+)$")  # GROUP.REGION.node1: pages on NUMA node 1
-GROUP_METRICS = ("merging_pages", "processes", "sigbus", "rmap_items")
+# GROUP.METRIC
+GROUP_METRIC_DOCS = {
+    "merging_pages": "ksm_merging_pages from /proc/PID/ksm_stat, summed",
+    "processes": "processes counted (workers and live descendants)",
+    "sigbus": "pages whose access raised SIGBUS, over all regions",
+    "rmap_items": "ksm_rmap_items from /proc/PID/ksm_stat, summed",
+}
+GROUP_METRICS = tuple(GROUP_METRIC_DOCS)
 PATTERNS = ("same", "groups", "unique", "zero")
 WORKER_SEL_RE = re.compile(r"^(all|[a-z][a-z0-9_-]*)(\[(\d+)?(:)?(\d+)?\])?$")
 PAGES_RE = re.compile(r"^(all|(\d+)-(\d+)|(\d+)|(last )?(\d+)%)$")
@@ -208,6 +232,8 @@ def worker_names(selectors, group_sizes):
 
 def region(p, m, where, spec, values):
     name = typed(p.ctx, m, spec.key, where, (str,))
+    if name in spec.excluded:
+        raise p.err(spec.message.format(value=name, key=spec.key), m, spec.key, f"{where}.{spec.key}")
     for sel in values.get("workers") or ():
         groups = p.groups.values() if sel.group == "all" else [p.groups[sel.group]]
         if name != "all" and any(name not in g for g in groups):

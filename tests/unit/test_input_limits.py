@@ -59,6 +59,10 @@ LIMITED = [
     ("negative-times", SWAP + "requires: {fault_injection: true}\n" + BASE + "  - fault_injection: true\n"
      "    times: -7\n", 13, "steps[1].times", "times must be -1 (no limit) or >= 1, not -7"),
     ("threads-over-cap", touch("    threads: 1000\n"), 12, "steps[1].threads", "must be 1..64, not 1000"),
+    ("touch-all-regions", BASE + "  - do: touch\n    workers: a\n    region: all\n", 11, "steps[1].region",
+     "region: name one region ('all' is for verify and conditions)"),
+    ("fork-never-ends", BASE + "  - do: fork\n    workers: a\n    depth: 2\n", 9, "steps[1].do",
+     "fork needs count, duration or until_done"),
     ("fork-count-zero", BASE + "  - do: fork\n    workers: a\n    count: 0\n", 11, "steps[1].count",
      "must be 1..1099511627776, not 0"),
     ("fork-depth-negative", BASE + "  - do: fork\n    workers: a\n    count: 1\n    depth: -3\n", 12,
