@@ -22,15 +22,18 @@ from .session import BudgetSpent, HarnessTrouble, KernelUnfit, Session
 DEFAULT_BUDGET = 600  # seconds
 DEFAULT_REPLAY = 5
 DEFAULT_OUT = "explore-out"
-STEPS_PER_EXAMPLE = 30  # rules per example (Hypothesis's stateful_step_count)
+# rules per example (Hypothesis's stateful_step_count): the bug shapes need
+# 6 to 10; more make each example slower and each shrink longer (Hypothesis
+# stops shrinking after 5 minutes of it, whatever the budget)
+STEPS_PER_EXAMPLE = 15
 MAX_EXAMPLES = 1_000_000  # the budget ends an exploration, not a count
 
 
-def hunt(vocab, session, database):
+def hunt(vocab, session, database, steps_per_example=STEPS_PER_EXAMPLE):
     """Run the state machine until the budget is spent, the kernel crashed,
     or a failure was found and shrunk; returns which."""
     settings = Settings(database=DirectoryBasedExampleDatabase(str(database)), max_examples=MAX_EXAMPLES,
-                        stateful_step_count=STEPS_PER_EXAMPLE, deadline=None,
+                        stateful_step_count=steps_per_example, deadline=None,
                         suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
                         verbosity=Verbosity.quiet,
                         phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink))
@@ -55,12 +58,13 @@ def hunt(vocab, session, database):
         return f"failure shrunk ({type(exc).__name__})"
 
 
-def explore(executor, vocab, seed, budget, out, replay, progress, kernel_release=None):
+def explore(executor, vocab, seed, budget, out, replay, progress, kernel_release=None,
+            steps_per_example=STEPS_PER_EXAMPLE):
     """The whole exploration; returns the JSON result (a dict)."""
     out = Path(out)
     database = out / "hypothesis"
     session = Session(executor, out, budget, seed, progress)
-    stopped = hunt(vocab, session, database)
+    stopped = hunt(vocab, session, database, steps_per_example)
     repro = reproducer.write(session, kernel_release or platform.release(), database, out / "reproducer.yaml")
     result = None
     if repro is not None:
