@@ -109,7 +109,9 @@ def summary(data):
         lines += [f"  FAIL {one_line(r['reason'])[:300]}",
                   f"  first failure after {format_duration(r['first_failure_at'])}; shrunk from "
                   f"{r['steps_first']} steps to {r['steps']}; {rate}",
-                  f"  reproducer: {r['file']}  (ksm-harness run {r['file']})"]
+                  f"  reproducer: {r['file']}  (ksm-harness run {r['file']})",
+                  f"  first failing example: {r['first_file']} (if the kernel kept state from it, such as a "
+                  f"leaked counter, the later failures and the reproducer may be its echo)"]
     else:
         lines.append("  no failure found")
     lines.append(f"  resume or replay: ksm-harness explore --seed {data['seed']} --out {data['out']} "

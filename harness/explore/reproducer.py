@@ -12,6 +12,7 @@ from .session import dump
 @dataclass(frozen=True)
 class Reproducer:
     file: str  # the YAML file written
+    first_file: str  # the first failing example (OUT/failures/): read it when later ones fail for its leftovers
     reason: str  # how the kernel failed it
     steps_first: int  # steps of the first failing document (before shrinking)
     steps: int  # steps of this one (after shrinking)
@@ -25,10 +26,10 @@ class Reproducer:
         return self.failed / self.runs if self.runs else None
 
 
-def header(seed, kernel, reason, first, steps, database):
+def header(seed, kernel, reason, first, steps, database, first_file):
     return (f"Found by `ksm-harness explore --seed {seed}` on Linux {kernel}.\n"
             f"It failed: {reason}\n"
-            f"Shrunk from {first} steps to {steps}.  Hypothesis database: {database}\n"
+            f"Shrunk from {first} steps ({first_file}) to {steps}.  Hypothesis database: {database}\n"
             f"Replay: ksm-harness run THIS_FILE --repeat 5")
 
 
@@ -41,8 +42,8 @@ def write(session, kernel, database, path):
     first = session.failures[0]
     doc = yaml.safe_load(Path(best.file).read_text())
     doc["description"] = f"Found by ksm-harness explore --seed {session.seed}: {best.reason}"[:500]
-    Path(path).write_text(dump(doc, header(session.seed, kernel, best.reason, first.steps, best.steps, database)))
-    return Reproducer(str(path), best.reason, first.steps, best.steps, first.at, crashed=best.crashed)
+    Path(path).write_text(dump(doc, header(session.seed, kernel, best.reason, first.steps, best.steps, database, first.file)))
+    return Reproducer(str(path), first.file, best.reason, first.steps, best.steps, first.at, crashed=best.crashed)
 
 
 def replayed(repro, executor, times, progress):
