@@ -23,10 +23,6 @@ KNOB_VALUES = {
     "pages_to_scan": ("5000", "100"),
     "smart_scan": ("0", "1"),
 }
-# knobs the kernel lets change only while nothing is shared (mm/ksm.c
-# merge_across_nodes_store() and max_page_sharing_store() return -EBUSY when
-# ksm_pages_shared is not 0): explore writes them only after an unmerge
-NEED_UNSHARED = ("merge_across_nodes", "max_page_sharing")
 
 
 @dataclass(frozen=True)
