@@ -178,6 +178,8 @@ def build_parser():
     schema.add_argument("--reference", action="store_true",
                         help="print the scenario reference instead (docs/reference.md is its output)")
     schema.set_defaults(fn=cmd_schema)
+    from .explore.command import add_parser as add_explore  # imports Hypothesis
+    add_explore(sub)
     sub.add_parser("restore", help="put back what a killed run left (knobs, swap, cgroups)").set_defaults(
         fn=cmd_restore)
     sub.add_parser("scan-log", help="find kernel crash reports in a saved log", add_help=False)

@@ -1,0 +1,297 @@
+"""The Hypothesis state machine that writes one scenario document per
+example: its rules add worker groups and regions (Bundles) and append steps
+made from the registry's action classes; teardown hands the document to the
+session, which runs it on the kernel.  A FAIL is an assertion error, so
+Hypothesis shrinks the document over whole runs.
+
+The rules are biased toward the shapes of the KSM bugs we know: merge (run=1
+and a wait for ksmd), push merged pages to swapcache (pageout of pages only
+this worker maps), unmerge (run=2) with a worker action started on that
+value, switch merge_across_nodes after an unmerge, fault pages back, fork
+during the unmerge.  Each has a rule of its own, beside a generic rule for any
+action and any knob of the vocabulary."""
+import copy
+import functools
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, precondition, rule
+
+from .. import steps
+from ..knobs import NEED_UNSHARED  # -EBUSY while anything is shared: explore writes them after an unmerge
+from . import strategies
+
+MAX_GROUPS = 4
+MAX_REGIONS = 2  # per group
+MAX_COUNT = 3  # workers per group
+SWAP_SIZE = "128M"  # the swap file: more than all the regions explore maps page out
+MERGE_WAIT = {"wait": {"until": "+full_scans >= 2", "timeout": 60}}  # ksmd went over everything twice
+RACE_ACTIONS = ("touch", "fork")  # actions that can start on a knob value (their Spec has wait_for)
+# the run values a race writes: the runner checks the nothing-shared invariant
+# after any race that writes run (steps/control.py Concurrent.race), which
+# holds only where ksmd is quiet; after run=1 it merges on, and a page it
+# merges between the pages_shared read and the page walk is a false alarm
+RACE_RUN = ("2", "0")
+SCENARIO_TIMEOUT = 300
+
+
+def whole(rule_function):
+    """A rule's steps count only once it has drawn them all: Hypothesis may
+    abort an example in the middle of a rule (its data ran out), and
+    teardown, which runs then too, must not run a half-written document."""
+    @functools.wraps(rule_function)
+    def wrapper(self, *args, **kwargs):
+        self.draft.partial = True
+        out = rule_function(self, *args, **kwargs)
+        self.draft.partial = False
+        return out
+    return wrapper
+
+
+class Finding(AssertionError):
+    """The kernel failed a check on the example (a FAIL): what Hypothesis shrinks."""
+
+
+@dataclass
+class Draft:
+    """One scenario document being written, and what its steps left
+    (explore's model of the kernel state: which knob writes the kernel accepts)."""
+
+    name: str  # the scenario's name
+    groups: Dict[str, dict] = field(default_factory=dict)  # group name -> its `workers:` mapping
+    steps: List[dict] = field(default_factory=list)  # the `steps:` mappings
+    run: str = "2"  # the run value now: setup unmerges (runner.ScenarioRun.setup)
+    maybe_shared: bool = False  # ksmd may have merged since the last unmerge
+    exited: set = field(default_factory=set)  # workers ("g1[1]") an exit step ended
+    swap: bool = False  # setup.swap is there
+    written: set = field(default_factory=set)  # knobs the steps write
+    partial: bool = False  # a rule is half done (the example was aborted in it)
+    # a worker set PR_SET_MEMORY_MERGE: its pages shared copy-on-write with
+    # its parent (the zygote) can become KSM pages in place, which run=2 does
+    # not unmerge (the zygote is not on ksmd's list: pages.mergeable_mappings()),
+    # so merge_across_nodes and max_page_sharing may be EBUSY for good
+    merge_any: bool = False
+
+    def add(self, step):
+        self.steps.append(step)
+        if step.get("do") == "prctl_merge" and step.get("value") == 1:
+            self.merge_any = True
+
+    def unshared(self):
+        """The knobs of NEED_UNSHARED can be written now."""
+        return not (self.maybe_shared or self.merge_any)
+
+    def wrote(self, knob, value):
+        self.written.add(knob)
+        if knob == "run":
+            self.run = value
+            self.maybe_shared = value == "1" or (self.maybe_shared and value == "0")
+            # run=2 unmerges everything: nothing is shared once the write returns
+
+    def document(self, description=""):
+        """The scenario mapping: loads with harness.scenario.load_file."""
+        doc = {"name": self.name}
+        if description:
+            doc["description"] = description
+        requires = {"knobs": sorted(self.written | {"pages_shared"})}
+        nodes = [r["node"] for g in self.groups.values() for r in g["regions"] if "node" in r]
+        nodes += [s["node"] for s in self.steps if s.get("do") == "migrate"]
+        if nodes and max(nodes) > 0:
+            requires["numa_nodes"] = max(nodes) + 1
+        if self.swap:
+            requires["swap"] = "file"
+        doc["requires"] = requires
+        doc["setup"] = {"knobs": {"pages_to_scan": 5000, "sleep_millisecs": 10}}
+        if self.swap:
+            doc["setup"]["swap"] = {"kind": "file", "size": SWAP_SIZE}
+        doc["workers"] = list(self.groups.values())
+        doc["steps"] = list(self.steps)
+        if self.merge_any and self.run == "2":
+            # the runner's last check writes run=2 once the workers are gone,
+            # and mm/ksm.c run_store() unmerges (and drops the stable nodes
+            # the zygote's pages kept) only when run changes: from 0 it does
+            doc["steps"].append({"knob": {"run": 0}})
+        doc["timeout"] = SCENARIO_TIMEOUT
+        return doc
+
+    def step_count(self):
+        return len(self.steps)
+
+
+class ExploreMachine(RuleBasedStateMachine):
+    """Rules write a Draft; teardown runs it (session.Session.run)."""
+
+    groups = Bundle("groups")
+    regions = Bundle("regions")
+
+    def __init__(self, vocab, session):
+        super().__init__()
+        self.vocab = vocab  # vocabulary.Vocabulary
+        self.session = session  # session.Session: runs the document, or a fake in tests
+        self.draft = Draft(session.next_name())
+        self.draft.swap = vocab.swap
+
+    # -- worker groups and regions --
+    def region(self, data, group):
+        regions = self.draft.groups[group]["regions"]
+        r = {"name": f"r{len(regions) + 1}", "size": f"{data.draw(st.sampled_from(strategies.SIZES))} pages",
+             "pattern": data.draw(strategies.patterns())}
+        if self.vocab.thp and data.draw(st.booleans()):
+            # no THP under zero content: splitting such a THP (a partial
+            # pageout) maps its zero-filled subpages to the shared zero page
+            # (mm/huge_memory.c, 6.12+), which the runner's page truth counts
+            # as KSM zero pages in a written region (a false ksm_zero_pages FAIL)
+            r["thp"] = data.draw(st.booleans()) and r["pattern"]["kind"] != "zero"
+        if len(self.vocab.nodes) > 1 and data.draw(st.booleans()):
+            r["node"] = data.draw(st.sampled_from(self.vocab.nodes))
+        regions.append(r)
+        return group, r["name"]
+
+    @precondition(lambda self: len(self.draft.groups) < MAX_GROUPS and not self.draft.steps)
+    @rule(target=regions, data=st.data())
+    @whole
+    def add_group(self, data):
+        name = f"g{len(self.draft.groups) + 1}"
+        self.draft.groups[name] = {"name": name, "count": data.draw(st.integers(1, MAX_COUNT)), "regions": []}
+        return self.region(data, name)
+
+    @rule(target=regions, data=st.data(), where=regions)
+    @whole
+    def add_region(self, data, where):
+        group = where[0]
+        if len(self.draft.groups[group]["regions"]) >= MAX_REGIONS or self.draft.steps:
+            return where  # regions are mapped at setup: none added once steps exist (their order is kept)
+        return self.region(data, group)
+
+    def workers(self, data, group, region):
+        """A selector of live workers of `group` that map `region`: the group,
+        its first worker (which never exits), or all (where every group maps it)."""
+        choices = [group, f"{group}[0]"]
+        if all(any(r["name"] == region for r in g["regions"]) for g in self.draft.groups.values()):
+            choices.append("all")
+        return data.draw(st.sampled_from(choices))
+
+    def npages(self, region):
+        """The least size of `region` in any group (a selector may name several)."""
+        return min(int(r["size"].split()[0]) for g in self.draft.groups.values() for r in g["regions"]
+                   if r["name"] == region)
+
+    def action(self, data, name, where, **extra):
+        """The mapping of one `do: name` step on region `where` = (group, region)."""
+        cls = steps.ACTIONS[name]
+        group, region = where
+        step = {"do": name, "workers": self.workers(data, group, region)}
+        keys = {spec.key for _, spec in steps.specs(cls)}
+        if "region" in keys:
+            step["region"] = region
+        if "pages" in keys and data.draw(st.booleans()):
+            step["pages"] = data.draw(strategies.page_ranges(self.npages(region)))
+        if "node" in keys:
+            step["node"] = data.draw(st.sampled_from(self.vocab.nodes))
+        step.update(strategies.action_fields(data.draw, cls))
+        step.update(extra)
+        return step
+
+    # -- the bug shapes --
+    @precondition(lambda self: self.draft.groups and self.vocab.knob_values("run"))
+    @rule()
+    @whole
+    def merge(self):
+        """run=1, and ksmd goes over everything twice."""
+        self.knob("run", "1")
+        self.draft.add(copy.deepcopy(MERGE_WAIT))
+
+    @precondition(lambda self: self.vocab.has("pageout") and self.vocab.has("touch"))
+    @rule(data=st.data(), victim=regions, partner=regions)
+    @whole
+    def pageout_alone(self, data, victim, partner):
+        """Merged pages to swapcache: MADV_PAGEOUT skips a page mapped by more
+        than one process (mm/madvise.c madvise_cold_or_pageout_pte_range()), so
+        the partner breaks its COW first and the victim pages out what it alone maps."""
+        if partner[0] != victim[0]:
+            self.draft.add(self.action(data, "touch", partner, write=True))
+        self.draft.add(self.action(data, "pageout", victim))
+
+    @precondition(lambda self: self.vocab.has("touch"))
+    @rule(data=st.data(), where=regions)
+    @whole
+    def fault_back(self, data, where):
+        """Read faults: pages come back from swap(cache) or are mapped again."""
+        self.draft.add(self.action(data, "touch", where))
+
+    @precondition(lambda self: self.draft.groups and "2" in self.vocab.knob_values("run"))
+    @rule()
+    @whole
+    def unmerge(self):
+        self.knob("run", "2")
+
+    @precondition(lambda self: any(a in RACE_ACTIONS for a in self.vocab.actions) and self.vocab.knob_values("run"))
+    @rule(data=st.data(), where=regions)
+    @whole
+    def race(self, data, where):
+        """A concurrent block as the seed scenarios open their windows: a
+        worker action waits for run to read the value (RACE_RUN), the harness writes it.
+        window 0%: a race that missed is an attempt, not an ERROR to report."""
+        value = data.draw(st.sampled_from([v for v in self.vocab.knob_values("run") if v in RACE_RUN]))
+        name = data.draw(st.sampled_from([a for a in RACE_ACTIONS if self.vocab.has(a)]))
+        act = self.action(data, name, where, wait_for={"knob": "run", "value": int(value)})
+        self.draft.add({"window": "0%", "concurrent": [act, {"knob": {"run": int(value)}}]})
+        self.draft.wrote("run", value)
+
+    @precondition(lambda self: self.draft.groups and self.vocab.knob_values("merge_across_nodes")
+                  and not self.draft.merge_any)
+    @rule()
+    @whole
+    def switch_trees(self):
+        """merge_across_nodes both ways, after an unmerge if ksmd may have merged."""
+        if self.draft.maybe_shared:
+            self.knob("run", "2")
+        for value in ("0", "1"):
+            self.knob("merge_across_nodes", value)
+
+    # -- anything else in the vocabulary --
+    @precondition(lambda self: self.draft.groups and self.vocab.knobs)
+    @rule(data=st.data())
+    @whole
+    def set_knob(self, data):
+        knob = data.draw(st.sampled_from([k for k, _ in self.vocab.knobs
+                                          if k not in NEED_UNSHARED or self.draft.unshared()]))
+        self.knob(knob, data.draw(st.sampled_from(self.vocab.knob_values(knob))))
+
+    @precondition(lambda self: self.draft.groups and self.draft.run == "1" and "wait" not in self.draft.steps[-1])
+    @rule()
+    @whole
+    def let_ksmd_merge(self):
+        self.draft.add(copy.deepcopy(MERGE_WAIT))
+
+    @precondition(lambda self: any(strategies.drawable(steps.ACTIONS[a]) for a in self.vocab.actions
+                                   if a != "exit"))
+    @rule(data=st.data(), where=regions)
+    @whole
+    def act(self, data, where):
+        name = data.draw(st.sampled_from([a for a in self.vocab.actions
+                                          if a != "exit" and strategies.drawable(steps.ACTIONS[a])]))
+        self.draft.add(self.action(data, name, where))
+
+    @precondition(lambda self: self.vocab.has("exit"))
+    @rule(data=st.data(), where=regions)
+    @whole
+    def exit_one(self, data, where):
+        """A worker other than a group's first exits (the first stays, so
+        every selector explore writes names a live worker)."""
+        group = where[0]
+        left = [f"{group}[{i}]" for i in range(1, self.draft.groups[group]["count"])
+                if f"{group}[{i}]" not in self.draft.exited]
+        if left:
+            who = data.draw(st.sampled_from(left))
+            self.draft.exited.add(who)
+            self.draft.add({"do": "exit", "workers": who})
+
+    def knob(self, name, value):
+        self.draft.add({"knob": {name: int(value)}})
+        self.draft.wrote(name, value)
+
+    def teardown(self):
+        if self.draft.steps and not self.draft.partial:
+            self.session.run(self.draft)

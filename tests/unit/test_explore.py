@@ -1,0 +1,138 @@
+"""explore without a kernel: generated documents load and stay within the
+input limits; a fake 'kernel' that fails on a known step pattern is found,
+shrunk to that pattern, written as a reproducer and replayed; the same seed
+gives the same documents."""
+from pathlib import Path
+
+import yaml
+
+from harness import scenario, steps
+from harness.explore import command, vocabulary
+from harness.explore.session import Outcome, step_count
+from harness.knobs import Knobs
+from harness.limits import Limits
+from harness.results import FAIL, PASS, RunResult, ScenarioResult
+
+LIMITS = Limits(memory_pages=(8 << 30) // scenario.PAGE)
+VOCAB = vocabulary.Vocabulary(
+    actions=tuple(n for n, c in steps.ACTIONS.items() if not c.damaging),
+    knobs=tuple(vocabulary.KNOB_VALUES.items()), nodes=(0, 1), thp=True, swap=True)
+
+
+def swapcache_then_unmerge(sc):
+    """The fake kernel's bug: a pageout, then later run=2 (in a race or not)."""
+    seen_pageout = False
+    for s in steps.walk(sc.steps):
+        if isinstance(s, steps.ACTIONS["pageout"]):
+            seen_pageout = True
+        elif isinstance(s, steps.STEPS["knob"]) and ("run", "2") in s.writes and seen_pageout:
+            return True
+    return False
+
+
+class FakeKernel:
+    """An executor whose 'kernel' fails documents matching `bug`; each run
+    costs `cost` seconds of a fake clock.  Every document must load."""
+
+    def __init__(self, tmp_path, bug=None, cost=1.0, replay_fails=(True, False)):
+        self.knobs = Knobs(tmp_path / "no-ksm")
+        self.bug = bug
+        self.cost = cost
+        self.now = 0.0
+        self.documents = []  # the YAML text of every document run
+        self.replay_fails = replay_fails  # replays fail in this cycle
+
+    def clock(self):
+        return self.now
+
+    def load(self, path):
+        (sc,) = scenario.load_file(path, LIMITS, self.knobs)
+        return sc
+
+    def run(self, path, session):
+        self.now += self.cost
+        self.documents.append(Path(path).read_text())
+        sc = self.load(path)
+        status = FAIL if self.bug and self.bug(sc) else PASS
+        return Outcome(status, "fake: KSM page mapped after run=2" if status == FAIL else "",
+                       len(sc.steps), 3)
+
+    def replay(self, path, times, progress):
+        sc = self.load(path)
+        fails = [self.bug(sc) and self.replay_fails[i % len(self.replay_fails)] for i in range(times)]
+        return RunResult("fake", "", 0.0, tuple(ScenarioResult(f"{sc.name}#{i + 1}", str(path), 1,
+                                                               FAIL if f else PASS, 0.1)
+                                                for i, f in enumerate(fails)))
+
+
+def explore(tmp_path, fake, seed=7, budget=200, replay=5, vocab=VOCAB, steps=command.STEPS_PER_EXAMPLE):
+    out = tmp_path / "out"
+    original = command.Session
+
+    class FakeClockSession(original):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, clock=fake.clock, **kw)
+
+    command.Session = FakeClockSession
+    try:
+        return command.explore(fake, vocab, seed, budget, out, replay, None, kernel_release="fake",
+                               steps_per_example=steps)
+    finally:
+        command.Session = original
+
+
+def test_hundreds_of_generated_documents_load_within_the_limits(tmp_path):
+    fake = FakeKernel(tmp_path)
+    data = explore(tmp_path, fake, budget=200)
+    assert data["stopped"] == "budget spent"
+    assert data["examples"] == len(fake.documents) >= 200
+    kinds = set()
+    for text in fake.documents:
+        doc = yaml.safe_load(text)
+        kinds |= {s.get("do") or (set(s) & set(steps.STEPS)).pop() for s in doc["steps"]}
+        assert len(doc["workers"]) <= 4
+    # the vocabulary is used: every bug shape and most actions appear
+    assert {"knob", "wait", "concurrent", "pageout", "touch", "fork", "exit", "migrate"} <= kinds
+    assert data["reproducer"] is None and data["totals"][FAIL] == 0
+
+
+def test_a_failure_is_shrunk_written_and_replayed(tmp_path):
+    fake = FakeKernel(tmp_path, bug=swapcache_then_unmerge)
+    # the vocabulary the bug needs and a little more, few rules an example: a
+    # quick shrink (Hypothesis stops shrinking after 5 minutes of it)
+    small = vocabulary.Vocabulary(actions=("pageout", "touch", "write"), knobs=(("run", ("1", "2", "0")),),
+                                  nodes=(0,), thp=False, swap=True)
+    data = explore(tmp_path, fake, budget=5000, vocab=small, steps=10)
+    repro = data["reproducer"]
+    assert repro is not None and data["stopped"].startswith("failure shrunk")
+    text = Path(repro["file"]).read_text()
+    assert text.startswith("# Found by `ksm-harness explore --seed 7` on Linux fake.")
+    sc = fake.load(repro["file"])  # `ksm-harness run` takes it
+    assert swapcache_then_unmerge(sc)
+    # shrunk by whole rules: a pageout (and a partner's touch before it) and run=2
+    assert repro["steps"] <= 3 < repro["steps_first"]
+    # replays: fail, pass, fail, pass, fail
+    assert (repro["runs"], repro["failed"], repro["rate"]) == (5, 3, 0.6)
+    assert data["replay"]["totals"][FAIL] == 3
+    assert Path(data["database"]).is_dir()
+
+
+def test_the_same_seed_gives_the_same_documents(tmp_path):
+    runs = []
+    for attempt, seed in enumerate((11, 11, 12)):
+        fake = FakeKernel(tmp_path / str(attempt))
+        explore(tmp_path / str(attempt), fake, seed=seed, budget=30)
+        runs.append([d.replace(f"seed {seed}", "") for d in fake.documents])
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_narrowed_to_what_a_scenario_uses(tmp_path):
+    seed = Path(__file__).resolve().parents[2] / "scenarios/seed/fork-during-unmerge.yaml"
+    narrowed = vocabulary.narrowed(VOCAB, [seed], LIMITS, Knobs(tmp_path / "no-ksm"))
+    assert narrowed.actions == ("fork",)
+    assert {k for k, _ in narrowed.knobs} == {"run", "merge_across_nodes"}
+
+
+def test_step_count_counts_top_level_steps():
+    assert step_count({"steps": [{"knob": {"run": 1}}, {"concurrent": []}]}) == 2
