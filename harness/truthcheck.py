@@ -32,6 +32,9 @@ visible.  A verdict that unsure pages could change is not given: the check
 says it cannot check on this kernel.
 """
 import collections
+import ctypes
+import mmap
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Tuple
@@ -131,13 +134,32 @@ def self_check(knobs, proc=Path("/proc"), timeout=MERGE_TIMEOUT):
 
 
 def checked(knobs, proc=Path("/proc")):
-    """self_check(), or the sources taken at their word, with a finding that
-    says so, when the self-check itself could not run."""
+    """self_check(), or, when it could not run, a finding that says so and
+    the one check that needs neither workers nor ksmd: a page of this
+    process, never mergeable, must not read KPF_KSM."""
     try:
         return self_check(knobs, proc)
     except (HarnessError, OSError) as exc:
-        return Truth(findings=(f"the self-check of /proc/kpageflags and ksm_stat could not run ({exc}): "
-                               f"their answers are taken as they are",))
+        failed = f"the self-check of /proc/kpageflags and ksm_stat could not run ({exc})"
+        if _own_page_reads_ksm(proc):
+            return Truth(kpf_ksm=False, findings=(f"{failed}: KPF_KSM was checked on a page of the harness's own",
+                                                  KPF_KSM_ON_ANON))
+        return Truth(findings=(f"{failed}: their answers are taken as they are",))
+
+
+def _own_page_reads_ksm(proc):
+    """Whether a private anonymous page of this process, never made
+    mergeable, reads KPF_KSM."""
+    page = mmap.mmap(-1, pages.PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        page[0] = 1  # fault it in
+        buf = ctypes.c_char.from_buffer(page)
+        try:
+            return bool(pages.region_pages(os.getpid(), ctypes.addressof(buf), 1, proc).ksm)
+        finally:
+            del buf  # the mmap cannot close while a buffer is exported
+    finally:
+        page.close()
 
 
 def _map_regions(w, zero):

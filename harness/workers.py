@@ -28,6 +28,11 @@ from .wait import wait_until
 from .watchdog import in_kernel
 
 KILL_WAIT = 10.0  # seconds close() waits for SIGKILLed processes to be reaped
+SPAWN_TIMEOUT = 10.0  # seconds for a running zygote to fork a worker and the worker to answer
+# seconds for a pool's first worker, which waits for the zygote's own start: a
+# cold Python importing the harness (0.4-1.2 s on this loaded host) over 9p in
+# a TCG guest, 10-15x slower, can take more than 10 s
+ZYGOTE_START_TIMEOUT = 60.0
 
 
 def readable(sock, timeout):
@@ -181,7 +186,9 @@ class WorkerPool:
         )
         theirs.close()
 
-    def spawn(self, name, timeout=10.0):
+    def spawn(self, name, timeout=SPAWN_TIMEOUT):
+        if not self.workers:  # the zygote's own start comes first
+            timeout = max(timeout, ZYGOTE_START_TIMEOUT)
         self._sock.sendall(b'{"op": "spawn"}\n')
         deadline = time.monotonic() + timeout
         if not readable(self._sock, timeout):

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from harness import truthcheck
+from harness.errors import WorkerError
 from harness.metrics import Between, decide
 from harness.pages import KPF_ANON, KPF_KSM, PAGE_SIZE, PM_PRESENT, region_pages
 from harness.report import html, json_report, junit, ktap, terminal
@@ -135,3 +136,30 @@ def test_ksm_merging_pages_checked_only_where_ksm_stat_has_it(tmp_path):
     assert truthcheck._merging_counted(workers, tmp_path)
     (tmp_path / "100" / "ksm_stat").write_text(f"ksm_rmap_items 128\nksm_merging_pages {truthcheck.NPAGES - 1}\n")
     assert not truthcheck._merging_counted(workers, tmp_path)
+
+
+def _self_check_fails(*args, **kwargs):
+    raise WorkerError("the worker zygote did not answer a spawn request")
+
+
+@pytest.mark.parametrize("reads_ksm", [True, False])
+def test_a_self_check_that_could_not_run_still_checks_an_own_page(monkeypatch, reads_ksm):
+    monkeypatch.setattr(truthcheck, "self_check", _self_check_fails)
+    monkeypatch.setattr(truthcheck, "_own_page_reads_ksm", lambda proc: reads_ksm)
+    truth = truthcheck.checked(knobs=None)
+    assert truth.kpf_ksm is not reads_ksm
+    assert truth.findings[0].startswith("the self-check of /proc/kpageflags and ksm_stat could not run "
+                                        "(the worker zygote did not answer a spawn request)")
+    assert (truthcheck.KPF_KSM_ON_ANON in truth.findings) is reads_ksm
+
+
+def test_own_page_is_read_through_pagemap_and_kpageflags(tmp_path, monkeypatch):
+    seen = []
+
+    def view(pid, addr, npages, proc):
+        seen.append((pid, npages, proc))
+        return region_pages(100, ADDR, 1, fake_proc(tmp_path, {100: [10]}))
+
+    monkeypatch.setattr(truthcheck.pages, "region_pages", view)
+    assert truthcheck._own_page_reads_ksm(tmp_path) is True
+    assert seen == [(truthcheck.os.getpid(), 1, tmp_path)]
