@@ -13,6 +13,7 @@ and its worker half (zygote.py op_NAME) if the worker does the work.
 """
 from typing import Dict, Iterator, Tuple, Type
 
+from .. import yamlload
 from ..errors import InputError
 from . import actions, control, machine
 from .base import Action, Order, Step
@@ -35,7 +36,6 @@ def kinds() -> Tuple[Type[Step], ...]:
 
 def parse(p, m, where, in_concurrent=False) -> Step:
     """The step of mapping m: the one key of STEPS it has names its class."""
-    from .. import yamlload
     # `repeat: N` beside `concurrent:` is how often the race runs, not a repeat step
     keys = set(m) & set(STEPS) if isinstance(m, yamlload.Map) else set()
     if "concurrent" in keys:
