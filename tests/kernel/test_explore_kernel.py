@@ -7,7 +7,7 @@ import json
 from harness.explore.report import FORMAT
 from harness.results import ERROR, FAIL, PASS
 
-from test_cli_run import harness, machine  # noqa: F401 (the fixture: the machine as found, checked after)
+from test_cli_run import harness  # the machine fixture (as found, checked after) is conftest.py's
 
 
 def test_explore_a_minute_raises_no_false_alarm(machine, tmp_path):  # noqa: F811

@@ -10,7 +10,7 @@ from harness.report.terminal import Progress
 from harness.scenario import load_all
 from harness.wait import wait_until
 
-from test_cli_run import DATA, harness, machine  # noqa: F401 (machine: the fixture)
+from test_cli_run import DATA, harness
 
 KERNEL_WARNING = "WARNING: CPU: 0 PID: 1 at mm/ksm.c:1 ksm_harness_selftest_fn+0x0/0x10"
 
@@ -73,6 +73,7 @@ def test_every_counter_is_held_against_page_truth(machine, tmp_path):
     if any("other KSM users" in n for n in sc["notes"]):
         return  # the global identities are not checked then, and the result says so
     detail = checks[f"pages_shared == distinct KSM frames mapped {after_stop}"]
-    assert detail.startswith("pages_shared=16, 16 distinct KPF_KSM PFNs in 3 processes")
+    # "(sysfs)", or "(sysfs, less what setup's run=2 left)" on a boot whose counters drifted earlier
+    assert detail.startswith("pages_shared=16 (sysfs") and "16 distinct KPF_KSM PFNs in 3 processes" in detail
     if "ksm_zero_pages" in (tmp_path / "r.json").read_text():  # Linux 6.10+
         assert checks[f"ksm_zero_pages == sum over the processes {after_stop}"].startswith("ksm_zero_pages=192 ")
