@@ -49,7 +49,7 @@ REVERTED = {
 }
 
 
-def boot(kernel, scenarios, out, timeout=400, image=None):
+def boot(kernel, scenarios, out, timeout=900, image=None):
     """One boot running `scenarios`; (process, result.json).  A guest that
     brings back no results at all (it hung or died before the harness in it
     finished) is booted once more, and the first attempt is printed: under TCG
@@ -75,7 +75,7 @@ def base_name(s):
 
 
 def test_fixed_kernel_passes_the_default_suite(tmp_path):
-    proc, result = boot("fixed", [REPO / "scenarios", HWPOISON_MAPPED], tmp_path, timeout=600)
+    proc, result = boot("fixed", [REPO / "scenarios", HWPOISON_MAPPED], tmp_path, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     seed = {s["name"]: s["status"] for s in result["scenarios"] if s["file"].startswith(str(SEED))}
     # one boot ran every seed scenario, both merge_across_nodes directions,
@@ -123,7 +123,7 @@ def test_6_12_passes_the_suite_and_names_its_kpageflags_bug(tmp_path):
     proc, result = boot("6.12", SUITE_6_12, tmp_path, timeout=600, image="ksm-6.12.117-fixed.bzImage")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     status = {s["name"]: s["status"] for s in result["scenarios"]}
-    assert len(status) == 18 and set(status.values()) == {"pass"}, {n: s for n, s in status.items() if s != "pass"}
+    assert len(status) == 17 and set(status.values()) == {"pass"}, {n: s for n, s in status.items() if s != "pass"}
     # the interfaces 6.1 lacks run here: PR_SET_MEMORY_MERGE 6.4, smart_scan 6.7, advisor 6.9
     assert {"prctl-merge", "advisor"} <= set(status) and any(n.startswith("smart-scan") for n in status)
     (finding,) = result["findings"]
