@@ -221,7 +221,9 @@ def run_case(case, before):
         "restore": restore[0], "restore_said": restore[1][-1:] if restore[1] else [],
         "after": after_restore, "again": again[1][-1:], "seconds": time.monotonic() - started,
         "said": [line for line in err.splitlines() if line.startswith("ksm-harness:")],
-        "running": " ".join(running), "missed": missed and err.strip().splitlines()[-1:],
+        # the run's last words when it ended before the case's phase: nothing was tested
+        "missed": (err.strip().splitlines() or [""])[-1] if missed else None,
+        "running": " ".join(running),
     }
 
 
@@ -251,13 +253,13 @@ def main():
     bad = 0
     for r in rows:
         clean = not r["after"] and r["again"] and r["again"][0].startswith("nothing to restore") and \
-            r["missed"] is False
+            r["missed"] is None
         bad += not clean
         print(f"{r['case']:<24} {r['phase']:<10} {r['running'] or '-':<17} {r['exit']:>4} {r['reports']:<12} "
               f"{', '.join(r['left']) or 'nothing':<38} {'-' if r['restore'] is None else r['restore']:>7} "
               f"{'clean' if not r['after'] else 'LEFT':<6} {'nothing to do' if clean else str(r['again']):<14} "
               f"{r['seconds']:5.1f}")
-        if r["missed"] is not False:
+        if r["missed"] is not None:
             print(f"    MISSED: the run ended before the phase: {r['missed']}")
         for line in r["said"] if args.verbose else []:
             print(f"    {line[:150]}")

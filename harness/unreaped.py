@@ -45,7 +45,8 @@ def _same(entry, proc):
 
 def remove_stale(entry, proc=Path("/proc")):
     """SIGKILL it again; raises KernelError while it is still there."""
-    if _same(entry, proc) is None:
+    text = _same(entry, proc)
+    if text is None:
         return
     try:
         os.kill(entry["pid"], signal.SIGKILL)
