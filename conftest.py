@@ -19,6 +19,18 @@ from harness.results import PASS, SKIP
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
+try:
+    from hypothesis import settings
+except ImportError:  # without the test extras no property test runs
+    pass
+else:
+    # The property tests (tests/unit/test_input_property.py) draw 200 documents
+    # each by default, about 45 s in all here; `pytest --hypothesis-profile=deep`
+    # draws 1000 each, about 4 minutes.
+    settings.register_profile("quick", max_examples=200)
+    settings.register_profile("deep", max_examples=1000)
+    settings.load_profile("quick")
+
 
 def pytest_collect_file(parent, file_path):
     if file_path.suffix == ".yaml" and SCENARIOS in file_path.parents:

@@ -52,20 +52,32 @@ def _read_entries(path, first_index, count):
     return struct.unpack(f"<{len(data) // 8}Q", data)
 
 
+# kpageflags is read in windows: a PFN this close to the last one wanted is
+# read with the flags between rather than by one more pread (in a TCG guest a
+# syscall costs about as much as reading a few hundred entries); a window holds
+# at most KPAGEFLAGS_WINDOW entries.  fs/proc/page.c kpageflags_read() gives
+# any PFN below max_pfn (KPF_NOPAGE where no page is online) and stops short
+# at max_pfn, so a window over holes is harmless.
+KPAGEFLAGS_GAP = 512
+KPAGEFLAGS_WINDOW = 1 << 16
+
+
 def kpageflags(pfns, proc=Path("/proc")):
-    """Flags of each PFN (0 for PFN 0), reading runs of adjacent PFNs at once."""
+    """Flags of each PFN (0 for PFN 0)."""
     flags = {}
     wanted = sorted({p for p in pfns if p})
-    with open(Path(proc) / "kpageflags", "rb") as f:
+    with open(Path(proc) / "kpageflags", "rb", buffering=0) as f:
         i = 0
         while i < len(wanted):
-            j = i
-            while j + 1 < len(wanted) and wanted[j + 1] == wanted[j] + 1 and j - i < 4095:
+            first, j = wanted[i], i + 1
+            while j < len(wanted) and wanted[j] - wanted[j - 1] <= KPAGEFLAGS_GAP \
+                    and wanted[j] - first < KPAGEFLAGS_WINDOW:
                 j += 1
-            data = os.pread(f.fileno(), 8 * (j - i + 1), 8 * wanted[i])
-            for k, value in enumerate(struct.unpack(f"<{len(data) // 8}Q", data)):
-                flags[wanted[i] + k] = value
-            i = j + 1
+            window = memoryview(os.pread(f.fileno(), 8 * (wanted[j - 1] - first + 1), 8 * first)).cast("Q")
+            for pfn in wanted[i:j]:
+                if pfn - first < len(window):
+                    flags[pfn] = window[pfn - first]
+            i = j
     return [flags.get(p, 0) for p in pfns]
 
 
@@ -178,9 +190,13 @@ def merged_spans(spans):
     return out
 
 
-def process_pages(pid, spans, proc=Path("/proc")):
+def process_pages(pid, spans, proc=Path("/proc"), known=None):
     """Read the pagemap over (start, end) spans of a process (its regions,
-    its mergeable_mappings()), and the flags of what is present there."""
+    its mergeable_mappings()), and the flags of what is present there.
+    `known` ({PFN: flags}, filled here) is shared by the calls of one look at
+    many processes: a forked child maps its parent's frames until one of them
+    writes, so a fork tree's frames are read once, not once per process."""
+    known = {} if known is None else known
     ksm, zero, total = [], [], 0
     spans = merged_spans(spans)
     with open(Path(proc) / str(pid) / "pagemap", "rb") as f:
@@ -191,10 +207,12 @@ def process_pages(pid, spans, proc=Path("/proc")):
                 data = os.pread(f.fileno(), 8 * count, 8 * first)
                 entries = struct.unpack(f"<{len(data) // 8}Q", data)
                 present = [(first + i, e & PM_PFN_MASK) for i, e in enumerate(entries) if e & PM_PRESENT]
-                for (page, pfn), flags in zip(present, kpageflags([pfn for _, pfn in present], proc)):
-                    if flags >> KPF_KSM & 1:
+                unknown = [pfn for _, pfn in present if pfn not in known]
+                known.update(zip(unknown, kpageflags(unknown, proc)))
+                for page, pfn in present:
+                    if known[pfn] >> KPF_KSM & 1:
                         ksm.append((page * PAGE_SIZE, pfn))
-                    elif flags >> KPF_ZERO_PAGE & 1:
+                    elif known[pfn] >> KPF_ZERO_PAGE & 1:
                         zero.append(page * PAGE_SIZE)
     return ProcessPages(pid, tuple(ksm), tuple(zero), total)
 

@@ -190,8 +190,11 @@ class Truth:
 
     # -- reading the processes --
     def look(self, processes):
-        """Seen for each (pid, worker) that is still there."""
-        out = []
+        """Seen for each (pid, worker) that is still there.  One frame's flags
+        are read once and serve every process that maps it: the look is one
+        snapshot, which is exact where it counts, at the quiet points check()
+        judges (with ksmd stopped no frame becomes a KSM page meanwhile)."""
+        out, known = [], {}
         for pid, w in processes:
             regions = [(i["addr"], i["addr"] + i["npages"] * pages.PAGE_SIZE) for i in w.regions.values()]
             try:
@@ -199,7 +202,7 @@ class Truth:
                 spans = list(regions)
                 if self.merge_any and stat.get("ksm_merge_any") != "no":  # shown since 6.13 or so
                     spans += [(m.start, m.end) for m in pages.mergeable_mappings(pid, self.proc)]
-                seen = pages.process_pages(pid, spans, self.proc)
+                seen = pages.process_pages(pid, spans, self.proc, known)
             except (FileNotFoundError, ProcessLookupError):
                 continue  # a short-lived child exited meanwhile
             spans = [] if w.name in self.dropped else regions

@@ -79,7 +79,8 @@ def assert_loads_or_one_line(tmp_path, doc):
     assert peak < PEAK_BYTES
 
 
-SETTINGS = settings(max_examples=1000, deadline=10000, suppress_health_check=list(HealthCheck))
+# max_examples from the profile conftest.py loads (quick: 200, deep: 1000)
+SETTINGS = settings(deadline=10000, suppress_health_check=list(HealthCheck))
 
 
 @SETTINGS

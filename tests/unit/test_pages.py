@@ -1,4 +1,5 @@
 """pages.py on fake /proc/PID/pagemap, /proc/kpageflags and ksm_stat files."""
+import os
 import struct
 
 import pytest
@@ -79,13 +80,18 @@ def test_shared_pfns(proc):
     assert shared_pfns(a, a) == (0, 1, 4, 5, 6, 7)
 
 
-def test_kpageflags_long_runs(tmp_path):
-    # more adjacent PFNs than one read takes (4096), plus gaps and PFN 0
+def test_kpageflags_windows(tmp_path, monkeypatch):
+    # PFNs near each other share one read, far ones do not, no read grows past
+    # a window, and PFN 0 and PFNs past the end read 0
+    monkeypatch.setattr(pages, "KPAGEFLAGS_WINDOW", 2000)
     put(tmp_path / "kpageflags", 10, list(range(1, 5001)))
-    want = [10 + i for i in range(0, 5000, 7)] + [0, 20000]
-    got = kpageflags(want, tmp_path)
-    assert got[:-2] == [pfn - 9 for pfn in want[:-2]]
-    assert got[-2:] == [0, 0]  # PFN 0 and a PFN past the end of the file
+    near = [10 + i for i in range(0, 5000, 7)]  # 5000 entries apart at most 7: 3 windows of 2000
+    far = [20000, 20000 + pages.KPAGEFLAGS_GAP + 1]  # past the file's end, one read each
+    reads = []
+    monkeypatch.setattr(pages.os, "pread", lambda fd, n, at, real=os.pread: reads.append(n) or real(fd, n, at))
+    got = kpageflags(near + [0] + far, tmp_path)
+    assert got == [pfn - 9 for pfn in near] + [0, 0, 0]
+    assert len(reads) == 3 + 2 and max(reads) <= 8 * 2000
 
 
 def test_ksm_stat_6_18(tmp_path):
