@@ -9,6 +9,8 @@ guest's `ksm-harness run`:
   line, as soon as it is known;
 - skips the scenarios DONE_FILE already holds: a fresh guest booted after a
   crash runs "the selection minus what is done".
+`ksm-harness explore` in a guest beats the same way, each example a
+scenario (harness/vmexplore.py).
 The host (harness/vm.py) reads both while the guest runs: it sees a silent
 guest or one that makes no progress after a report, kills it, appends the
 crashed scenario's FAIL to DONE_FILE itself and boots again.
@@ -106,6 +108,13 @@ class Heartbeat:
     @classmethod
     def from_env(cls, progress, scenarios, env=os.environ) -> Optional["Heartbeat"]:
         return cls(Path(env[ENV]), progress, scenarios) if env.get(ENV) else None
+
+    def around(self, progress, scenarios: Sequence) -> "Heartbeat":
+        """This heartbeat over another progress and scenarios: explore runs
+        one generated document at a time, each its own run_all."""
+        self.progress = progress
+        self.scenarios = {sc.name: sc for sc in scenarios}
+        return self
 
     def remaining(self, scenarios: Sequence) -> list:
         """The scenarios DONE_FILE does not hold yet."""

@@ -3,6 +3,7 @@
     ksm-harness vm --kernel arch/x86/boot/bzImage [--numa N] [--cpus C] [--memory M]
         [--kernel-arg ARG]... [--modules DIR] [--timeout S] [--stop-on-crash] [--verbose] [--out DIR]
         run [run-args...] SCENARIOS...
+    ksm-harness vm --kernel BZIMAGE ... explore [explore-args...]
 
 Exit codes as for `run` (0 all pass, 1 any fail, including a guest that
 panicked or hung, 2 bad input, 125 nothing could run), so that
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from . import qemu, vm, vmrun
+from . import qemu, vm, vmexplore, vmrun
 from .report import terminal
 from .errors import EXIT_FAIL, EXIT_USAGE, HarnessError, InputError
 
@@ -27,9 +28,10 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ksm-harness vm",
         usage="%(prog)s --kernel BZIMAGE [--numa N] [--cpus C] [--memory M] [--kernel-arg ARG]...\n"
-        "       [--modules DIR] [--timeout S] [--stop-on-crash] [--verbose] [--out DIR] run [run-args...] SCENARIOS...",
+        "       [--modules DIR] [--timeout S] [--stop-on-crash] [--verbose] [--out DIR]\n"
+        "       {run [run-args...] SCENARIOS... | explore [explore-args...]}",
         description="Boot a kernel under qemu (NUMA nodes, host / shared read-only) and run "
-        "scenarios inside it with this harness; results come back to --out.",
+        "scenarios (or explore) inside it with this harness; results come back to --out.",
     )
     p.add_argument("--kernel", required=True, type=Path,
                    help="bzImage (or distro vmlinuz with --modules); given more than once: a kernel matrix, "
@@ -49,9 +51,9 @@ def parser() -> argparse.ArgumentParser:
                         "(default: a fresh guest runs them)")
     p.add_argument("--verbose", action="store_true", help="show the qemu command line and the kernel console")
     p.add_argument("--out", type=Path, help="results dir (default ./results/vm-KERNEL-TIME/)")
-    p.add_argument("command", choices=["run"], help="what to run in the guest")
-    p.add_argument("run_args", nargs=argparse.REMAINDER, metavar="[run-args...] SCENARIOS",
-                   help="passed to `ksm-harness run` in the guest")
+    p.add_argument("command", choices=["run", "explore"], help="what to run in the guest")
+    p.add_argument("run_args", nargs=argparse.REMAINDER, metavar="[run-args...] SCENARIOS | [explore-args...]",
+                   help="passed to `ksm-harness run` (or `ksm-harness explore`) in the guest")
     return p
 
 
@@ -66,7 +68,7 @@ def kernel_name(kernel: Path) -> str:
 
 
 def options(args: argparse.Namespace) -> vm.VmOptions:
-    if not args.run_args:
+    if not args.run_args and args.command == "run":
         raise InputError("no scenarios given after `run`", field="run")
     for arg in args.run_args:
         if arg.split("=")[0] in OWN_RUN_OPTIONS:
@@ -100,6 +102,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         out = args.out or Path("results") / f"vm-{kernel_name(args.kernel)}-{time.strftime('%Y%m%d-%H%M%S')}"
         print(f"kernel: {args.kernel}" + (f" ({version})" if version else ""), file=sys.stderr)
         print(f"results: {out}", file=sys.stderr)
+        if args.command == "explore":
+            return explored(vmexplore.explore_in_vm(opts, args.run_args, out, echo=sys.stdout,
+                                                    verbose=args.verbose))
         run = vmrun.run_scenarios(opts, args.run_args, out, stop_on_crash=args.stop_on_crash,
                                   echo=sys.stdout, verbose=args.verbose)
     except HarnessError as exc:
@@ -115,3 +120,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     verdict = "PASS" if run.status == 0 else "FAIL" if run.status == EXIT_FAIL else f"exit {run.status}"
     print(f"{verdict}" + (f": {run.reason}" if run.reason else "") + f"  [results: {run.out}]")
     return run.status
+
+
+def explored(run: vmexplore.VmExplore) -> int:
+    """Print what an exploration in a guest found; its exit code."""
+    from .explore import report  # imports Hypothesis
+
+    if run.data is not None:
+        print(f"--- {run.boot.out / vmexplore.GUEST_JSON}:")
+        sys.stdout.write(report.summary(run.data))
+    else:
+        print(f"FAIL: {run.boot.reason}")
+        print(f"  the example it was running: {run.crash_reproducer or 'none written yet'}")
+    for crash in run.boot.crashes:
+        print(f"console.log: {terminal.crash_text(crash)}")
+    print(f"[results: {run.boot.out}]")
+    return vmexplore.status(run)

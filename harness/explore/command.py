@@ -10,7 +10,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 from hypothesis.stateful import run_state_machine_as_test
 
-from .. import errors, kernel, runner
+from .. import errors, heartbeat, kernel, runner
 from ..knobs import Knobs
 from ..lock import MachineLock
 from ..results import ERROR, PASS
@@ -106,11 +106,16 @@ def cmd_explore(args):
                  f"nodes {list(vocab.nodes)}")
     lock = MachineLock()
     lock.acquire(wait=not args.no_wait, on_wait=lambda pid: progress.say(f"waiting for ksm-harness pid {pid}..."))
+    beat = heartbeat.Heartbeat.from_env(progress, [])  # in a `ksm-harness vm` guest
     try:
-        data = explore(KernelExecutor(say=progress.say), vocab, seed, args.budget, args.out, args.replay,
-                       progress)
+        if beat:
+            beat.start()
+        data = explore(KernelExecutor(say=progress.say, beat=beat), vocab, seed, args.budget, args.out,
+                       args.replay, progress)
     finally:
         lock.release()
+        if beat:
+            beat.close()
     if args.json:
         report.write_json(data, args.json)
     print(report.summary(data), end="", file=sys.stderr if args.json == "-" else sys.stdout)

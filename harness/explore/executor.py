@@ -53,14 +53,20 @@ def outcome_of(result, steps):
 
 
 class KernelExecutor:
-    def __init__(self, roots=runner.Roots(), say=print):
+    def __init__(self, roots=runner.Roots(), say=print, beat=None):
         self.roots = roots  # where the kernel interfaces are (runner.Roots)
         self.say = say  # run_all's messages (restores)
+        self.beat = beat  # heartbeat.Heartbeat in a `ksm-harness vm` guest, else None
+
+    def beating(self, progress, scenarios):
+        """run_all's progress: through the guest's heartbeat where there is one."""
+        return self.beat.around(progress, scenarios) if self.beat else progress
 
     def run(self, path, session):
         scenarios = scenario.load_file(path)
         counting = Counting(session.progress)
-        result = runner.run_all(scenarios, counting, roots=self.roots, say=self.say, lock=HeldLock())
+        result = runner.run_all(scenarios, self.beating(counting, scenarios), roots=self.roots, say=self.say,
+                                lock=HeldLock())
         return outcome_of(result.scenarios[0], counting.steps)
 
     def replay(self, path, times, progress):
@@ -68,4 +74,5 @@ class KernelExecutor:
         TIMES PATH` runs it (cli.selected + cli.repeated + run_all): the RunResult."""
         from ..cli import repeated
         scenarios = repeated(scenario.load_all([path]), times)
-        return runner.run_all(scenarios, progress, roots=self.roots, say=self.say, lock=HeldLock())
+        return runner.run_all(scenarios, self.beating(progress, scenarios), roots=self.roots, say=self.say,
+                              lock=HeldLock())

@@ -107,6 +107,19 @@ def test_cli_runs_the_real_harness_in_the_guest(kernel, tmp_path, capsys):
     assert "guest ready after" in capsys.readouterr().err
 
 
+def test_cli_explores_in_the_guest(kernel, tmp_path, capsys):
+    # A minute of exploring on the fixed kernel: explore's result comes back
+    # with host paths, its examples beside it, and no false alarm.
+    out = tmp_path / "out"
+    code = vmcli.main(["--kernel", str(kernel), "--numa", "2", "--timeout", "300", "--out", str(out),
+                       "explore", "--budget", "60", "--seed", "1", "-q"])
+    printed = capsys.readouterr().out
+    data = json.loads((out / "explore.json").read_text())
+    assert code == 0 and data["reproducer"] is None and data["examples"] >= 1, printed
+    assert data["out"] == str((out / "explore").resolve()) and (out / "explore" / "example.yaml").is_file()
+    assert "explore --seed 1 on 6.1.192" in printed
+
+
 DISTRO_KERNEL = Path(os.environ.get("KSM_HARNESS_DISTRO_KERNEL") or REPO / ".cache" / "distro-kernel")
 
 

@@ -1,0 +1,99 @@
+"""`ksm-harness vm ... explore` without qemu: the guest command, the paths
+brought back, and a guest that dies in an example (vm.run_in_vm faked: it
+writes what the guest would have left on the side channel)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import heartbeat, initramfs, qemu, vm, vmcli, vmexplore
+from harness.errors import EXIT_FAIL, InputError
+
+RES = initramfs.GUEST_RESULTS
+
+
+def test_command_writes_to_the_side_channel():
+    argv = vmexplore.command(["--budget", "900", "--seed", "3"])
+    assert argv[argv.index("explore"):] == ["explore", "--out", f"{RES}/explore", "--json", f"{RES}/explore.json",
+                                            "--budget", "900", "--seed", "3"]
+
+
+@pytest.mark.parametrize("arg", ["--out", "--out=x", "--json"])
+def test_command_refuses_its_own_options(arg):
+    with pytest.raises(InputError, match="vm sets explore's output itself"):
+        vmexplore.command([arg, "x"])
+
+
+def test_host_paths():
+    data = {"out": f"{RES}/explore", "reproducer": {"file": f"{RES}/explore/reproducer.yaml"},
+            "errors": [{"file": f"{RES}/explore/errors/00001.yaml"}], "kernel": "6.1.192", "examples": 3}
+    assert vmexplore.host_paths(data, RES, "/h") == {
+        "out": "/h/explore", "reproducer": {"file": "/h/explore/reproducer.yaml"},
+        "errors": [{"file": "/h/explore/errors/00001.yaml"}], "kernel": "6.1.192", "examples": 3}
+
+
+def fake_boot(monkeypatch, guest_exit, leave):
+    """vm.run_in_vm as a guest that ran explore and left `leave` ({name: text}) on the share."""
+    def run_in_vm(options, command, out, *, share, follower, **kw):
+        for name, text in leave.items():
+            (share / name).parent.mkdir(parents=True, exist_ok=True)
+            (share / name).write_text(text)
+        for path in share.iterdir():
+            if path.is_file():
+                (out / path.name).write_text(path.read_text())
+        status = {None: EXIT_FAIL}.get(guest_exit, guest_exit)
+        return vm.VmRun(status, "the guest stopped before the command finished" if guest_exit is None else "",
+                        guest_exit, (), False, 4.0, 60.0, out, qemu.Accel("tcg", "test"), None,
+                        killed="after a kernel panic" if guest_exit is None else "")
+    monkeypatch.setattr(vm, "run_in_vm", run_in_vm)
+
+
+def test_a_finished_exploration_comes_back_with_host_paths(monkeypatch, tmp_path):
+    data = {"out": f"{RES}/explore", "reproducer": None}
+    fake_boot(monkeypatch, 0, {"explore.json": json.dumps(data), "explore/example.yaml": "name: x\n"})
+    run = vmexplore.explore_in_vm(vm.VmOptions(kernel=Path("k")), [], tmp_path)
+    assert run.data == {"out": f"{tmp_path.resolve()}/explore", "reproducer": None}
+    assert json.loads((tmp_path / "explore.json").read_text()) == run.data
+    assert (tmp_path / "explore/example.yaml").exists() and run.crash_reproducer is None
+    assert vmexplore.status(run) == 0
+
+
+def test_a_guest_that_dies_in_an_example_keeps_it(monkeypatch, tmp_path):
+    fake_boot(monkeypatch, None, {"explore/example.yaml": "name: explore-3\nsteps: []\n"})
+    run = vmexplore.explore_in_vm(vm.VmOptions(kernel=Path("k")), [], tmp_path)
+    assert run.data is None and vmexplore.status(run) == EXIT_FAIL
+    text = run.crash_reproducer.read_text()
+    assert text.startswith("# The guest ended after a kernel panic while running this example: "
+                           "no kernel report on the console\n")
+    assert text.endswith("name: explore-3\nsteps: []\n")
+
+
+def test_a_guest_that_dies_before_any_example(monkeypatch, tmp_path):
+    fake_boot(monkeypatch, None, {})
+    run = vmexplore.explore_in_vm(vm.VmOptions(kernel=Path("k")), [], tmp_path)
+    assert run.data is None and run.crash_reproducer is None
+
+
+def test_cli_explore_needs_no_arguments_and_prints_the_summary(monkeypatch, tmp_path, capsys):
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(b"")
+    monkeypatch.setattr(qemu, "kernel_version", lambda path: "6.1.192")
+    fake_boot(monkeypatch, None, {"explore/example.yaml": "name: explore-3\n"})
+    assert vmcli.main(["--kernel", str(kernel), "--out", str(tmp_path / "o"), "explore"]) == EXIT_FAIL
+    out = capsys.readouterr().out
+    assert "FAIL: the guest stopped before the command finished" in out
+    assert f"the example it was running: {tmp_path / 'o' / 'crash-reproducer.yaml'}" in out
+
+
+def test_heartbeat_around_follows_one_example_at_a_time(tmp_path):
+    class Example:
+        name, file, line, timeout = "explore-3", "/run/x/example.yaml", 1, 300.0
+
+    class Quiet:
+        def scenario_started(self, *a):
+            pass
+
+    beat = heartbeat.Heartbeat(tmp_path, None, [])
+    beat.around(Quiet(), [Example()]).scenario_started("explore-3", 1, 1)
+    got = heartbeat.read_beat(tmp_path)
+    assert (got.scenario, got.file, got.timeout, got.selection) == ("explore-3", "/run/x/example.yaml", 300.0, ())
