@@ -3,10 +3,11 @@ skip with the reason, never a failure: users run kernels from 3.9 to today.
 
 Besides what `requires:` lists, a scenario needs every knob it writes, a swap
 kind it sets up, memcg when it sets up a cgroup and node N+1 nodes when it
-places a region on node N: those are derived here, so a scenario cannot forget
+places a region on node N, and the userfaultfd modes its steps register:
+those are derived here, so a scenario cannot forget
 them.
 """
-from . import cgroup, damage, kernel, lkdtm, numa, steps
+from . import cgroup, damage, kernel, lkdtm, numa, steps, uffd
 from .errors import Skip
 from .sampler import read_vmstat
 
@@ -73,6 +74,10 @@ def reasons(sc, ctx):
             out.append(why)
     if req.ksm_stat and not kernel.ksm_stat_present(str(roots.proc)):
         out.append("needs /proc/PID/ksm_stat (Linux 6.1+)")
+    for mode in sorted({a.mode for a in actions(sc) if a.action == "userfaultfd"}):
+        why = uffd.unavailable(mode)
+        if why:
+            out.append(why)
     have = read_vmstat(roots.proc, req.vmstat)
     absent = [f for f in req.vmstat if f not in have]
     if absent:

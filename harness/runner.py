@@ -160,7 +160,7 @@ class ScenarioRun:
                 for r in g.regions:
                     w.regions[r.name] = w.call(
                         "map", timeout=self.left(), region=r.name, npages=r.npages, thp=r.thp, node=r.node,
-                        mergeable=r.mergeable, worker=w.index,
+                        mergeable=r.mergeable, memfd=r.memfd, worker=w.index,
                         pattern={"kind": r.pattern.kind, "seed": r.pattern.seed, "groups": r.pattern.groups})
 
     def journaled(self, kind, to_journal, remove, defer):

@@ -41,6 +41,7 @@ class Region:
     mergeable: bool  # madvise(MADV_MERGEABLE) after the fill
     node: Optional[int]  # NUMA node to place it on (mbind), or None
     thp: Optional[bool]  # MADV_HUGEPAGE (True) / MADV_NOHUGEPAGE (False) / leave (None)
+    memfd: bool = False  # MAP_PRIVATE of a memfd (shmem) instead of anonymous memory
     line: int = field(default=0, compare=False)
 
 
@@ -105,6 +106,7 @@ class Parser:
         self.groups = {}  # group name -> set of region names
         self.group_sizes = {}  # group name -> worker count
         self.group_pages = {}  # group name -> {region name: pages}
+        self.memfd_regions = set()  # (group name, region name) of the regions mapped from a memfd
 
     def err(self, msg, node, key=None, field=None):
         return self.ctx.error(msg, node, key, field)
@@ -174,10 +176,12 @@ class Parser:
                 node = _within(self.ctx, r, "node", rw, _typed(self.ctx, r, "node", rw, (int,)), 0, MAX_NODE)
                 regions.append(Region(rname, parse_size(self.ctx, r, "size", rw), pattern,
                                       _typed(self.ctx, r, "mergeable", rw, (bool,), True), node,
-                                      _typed(self.ctx, r, "thp", rw, (bool,)), r.line))
+                                      _typed(self.ctx, r, "thp", rw, (bool,)),
+                                      _typed(self.ctx, r, "memfd", rw, (bool,), False), r.line))
             self.groups[name] = {r.name for r in regions}
             self.group_sizes[name] = count
             self.group_pages[name] = {r.name: r.npages for r in regions}
+            self.memfd_regions |= {(name, r.name) for r in regions if r.memfd}
             mapped += count * sum(r.npages for r in regions)
             if mapped > self.limits.memory_pages:
                 raise self.err(f"the workers map {mapped * PAGE >> 20} MiB in all, more than this machine's "
@@ -288,7 +292,7 @@ class Parser:
     def check_order(self, steps, swap, requires):
         """Impossible orders: paging out with no swap, fault injection with no
         swap device to inject into, acting on a worker after it exited."""
-        order = steps_mod.Order(self.ctx.file, requires, self.group_sizes, swap is not None)
+        order = steps_mod.Order(self.ctx.file, requires, self.group_sizes, swap is not None, self.memfd_regions)
         for step in steps_mod.walk(steps):
             step.check_order(order)
 
@@ -409,6 +413,8 @@ def dump_region(r):
         out["node"] = r.node
     if r.thp is not None:
         out["thp"] = r.thp
+    if r.memfd:
+        out["memfd"] = r.memfd
     return out
 
 

@@ -14,7 +14,7 @@ import os
 import socket
 import sys
 
-from . import pages
+from . import pages, uffd
 from ._mem import ffi, lib
 
 from .pages import PAGE_SIZE
@@ -41,12 +41,12 @@ def check(rc, what):
 
 
 class Region:
-    """A private anonymous mapping and the key of each of its pages."""
+    """A private mapping (anonymous, or of a memfd) and the key of each of its pages."""
 
-    def __init__(self, npages, thp):
+    def __init__(self, npages, thp, memfd=False):
         length = npages * PAGE_SIZE
         extra = THP_SIZE if thp else 0
-        raw = lib.ksmh_map(length + extra)
+        raw = (lib.ksmh_map_memfd if memfd else lib.ksmh_map)(length + extra)
         if raw == ffi.NULL:
             raise CommandError(f"mmap of {length} bytes: {os.strerror(ffi.errno)}")
         start = int(ffi.cast("uintptr_t", raw))
@@ -56,6 +56,7 @@ class Region:
         self.npages = npages
         self.keys = ffi.new("uint64_t[]", npages)
         self.unreadable = bytearray(npages)  # 1 for a page mprotect()ed without PROT_READ
+        self.uffd = {}  # userfaultfd mode -> the descriptor its registration lives on
 
     def span(self, start, count):
         count = self.npages - start if count is None else count
@@ -112,7 +113,7 @@ class Worker:
         the first touch decides the node; MADV_HUGEPAGE before the fill lets the
         fault allocate huge pages; MADV_MERGEABLE last registers the VMA with
         ksmd (mm/ksm.c: ksm_madvise() -> __ksm_enter())."""
-        r = Region(args["npages"], args.get("thp", False))
+        r = Region(args["npages"], args.get("thp", False), args.get("memfd", False))
         length = r.npages * PAGE_SIZE
         if args.get("node") is not None:
             check(lib.ksmh_mbind(r.base, length, args["node"]), f"mbind to node {args['node']}")
@@ -187,6 +188,30 @@ class Worker:
         base, count = r.span(start, args.get("count"))
         check(lib.ksmh_mprotect(base, count * PAGE_SIZE, PROT[args["prot"]]), f"mprotect {args['prot']}")
         r.unreadable[start:start + count] = bytes([args["prot"] == "none"]) * count
+        return {}
+
+    def op_userfaultfd(self, args):
+        """Register pages with a userfaultfd in a mode (uffd.py), once per
+        region and mode: the descriptor stays open, as closing it unregisters
+        (fs/userfaultfd.c userfaultfd_release()).  wp then sets or clears the
+        uffd-wp bit of each PTE (UFFDIO_WRITEPROTECT); no one reads the
+        descriptor, so a write to a protected page would wait for ever."""
+        r = self.region(args["region"])
+        base, count = r.span(args.get("start", 0), args.get("count"))
+        mode = args["mode"]
+        if mode not in r.uffd:
+            try:
+                fd = uffd.open_fd(mode)
+            except OSError as exc:
+                raise CommandError(str(exc)) from None
+            if lib.ksmh_uffd_register(fd, base, count * PAGE_SIZE, uffd.FEATURES[mode][1]) < 0:
+                err = ffi.errno
+                os.close(fd)
+                raise CommandError(f"UFFDIO_REGISTER {mode}: {os.strerror(err)}")
+            r.uffd[mode] = fd
+        if mode == "wp":
+            check(lib.ksmh_uffd_writeprotect(r.uffd[mode], base, count * PAGE_SIZE, args["protect"]),
+                  "UFFDIO_WRITEPROTECT")
         return {}
 
     def op_verify(self, args):

@@ -3,7 +3,7 @@ memory and processes.  The worker half of each is zygote.py's op_NAME."""
 from dataclasses import dataclass
 from typing import ClassVar, Optional, Tuple
 
-from .. import dataverify, hwpoison, lkdtm, numa, pages
+from .. import dataverify, hwpoison, lkdtm, numa, pages, uffd
 from .base import Action
 from .fields import field
 from .values import ALL_PAGES, PageRange, Pattern, WaitFor, worker_names
@@ -81,6 +81,37 @@ class Mprotect(OnPages):
 
     def send(self, run, w):
         w.send("mprotect", region=self.region, prot=self.prot, **self.span(w))
+
+
+@dataclass(frozen=True)
+class Userfaultfd(OnPages):
+    action: ClassVar[str] = "userfaultfd"
+    op: ClassVar[Optional[str]] = "userfaultfd"
+    explorable: ClassVar[bool] = False  # a drawn write after wp waits for ever; minor needs a memfd region
+    summary: ClassVar[str] = ("Register pages with a userfaultfd (harness/uffd.py): wp write-protects them "
+                              "(UFFDIO_WRITEPROTECT; a write to them would then wait for ever), minor needs a "
+                              "memfd region.  The scenario skips where the kernel lacks the mode.")
+    mode: str = field("mode", "choice", "wp: UFFDIO_REGISTER_MODE_WP; minor: UFFDIO_REGISTER_MODE_MINOR.",
+                      required=True, choices=uffd.MODES,
+                      message="unknown userfaultfd mode {value!r} (" + ", ".join(uffd.MODES) + ")")
+    protect: bool = field("protect", "bool", "wp: set the uffd-wp bit (true) or clear it (false).", default=True)
+
+    def validate(self, p, m, where, in_concurrent):
+        if "protect" in m and self.mode != "wp":
+            raise p.err("protect is for mode wp", m, "protect", f"{where}.protect")
+
+    def check_order(self, order):
+        if self.mode == "minor":
+            groups = {s.group for s in self.workers}
+            groups = set(order.group_sizes) if "all" in groups else groups
+            plain = sorted(g for g in groups if (g, self.region) not in order.memfd)
+            if plain:
+                raise order.refuse(self, f"userfaultfd minor mode needs a memfd region: {self.region} of "
+                                         f"{', '.join(plain)} is anonymous (set memfd: true)")
+        super().check_order(order)
+
+    def send(self, run, w):
+        w.send("userfaultfd", region=self.region, mode=self.mode, protect=self.protect, **self.span(w))
 
 
 @dataclass(frozen=True)

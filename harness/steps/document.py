@@ -72,6 +72,8 @@ REGION = (
     Spec("mergeable", "bool", "madvise(MADV_MERGEABLE) after the fill.", default=True),
     Spec("node", "int", "NUMA node to place the region on (mbind).", minimum=0, maximum=MAX_NODE),
     Spec("thp", "bool", "true: MADV_HUGEPAGE, false: MADV_NOHUGEPAGE; unset: the system default."),
+    Spec("memfd", "bool", "Map a memfd (shmem file) MAP_PRIVATE instead of anonymous memory: written pages "
+                          "are anonymous copies KSM merges; userfaultfd minor mode needs it.", default=False),
 )
 PATTERN = (
     Spec("kind", "choice", "same: every page equal; groups: page i equals page j when i % groups == j % groups; "
@@ -100,7 +102,7 @@ PARTS: Dict[str, Tuple[Tuple[Spec, ...], str]] = {
     "swap": (SWAP, "setup.swap: a swap device made for this scenario and removed after it."),
     "cgroup": (CGROUP, "setup.cgroup: run the workers in a memory cgroup."),
     "workerGroup": (WORKER_GROUP, "A group of identical worker processes."),
-    "region": (REGION, "One anonymous private mapping of each worker."),
+    "region": (REGION, "One private mapping of each worker (anonymous, or of a memfd)."),
     "pattern": (PATTERN, "What a region is filled with: a kind, or a mapping with kind, seed, groups."),
     "waitFor": (WAIT_FOR, "Before acting, wait until a KSM file reads a value."),
     "expectation": (EXPECTATION, "Checked after the steps: a condition, or a mapping with one of that, data, "
