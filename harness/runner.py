@@ -157,11 +157,19 @@ class ScenarioRun:
         # ksmd's cursor is at the head), which is the order unmerge walks
         for g in sc.workers:
             for w in self.state.groups[g.name]:
-                for r in g.regions:
-                    w.regions[r.name] = w.call(
-                        "map", timeout=self.left(), region=r.name, npages=r.npages, thp=r.thp, node=r.node,
-                        mergeable=r.mergeable, memfd=r.memfd, worker=w.index,
-                        pattern={"kind": r.pattern.kind, "seed": r.pattern.seed, "groups": r.pattern.groups})
+                self.map_regions(w, g)
+
+    def group_of(self, w):
+        """The scenario.WorkerGroup worker w belongs to."""
+        return next(g for g in self.sc.workers if w in self.state.groups.get(g.name, ()))
+
+    def map_regions(self, w, group):
+        """Map, fill and advise worker w's regions as its group (scenario.WorkerGroup) defines them."""
+        for r in group.regions:
+            w.regions[r.name] = w.call(
+                "map", timeout=self.left(), region=r.name, npages=r.npages, thp=r.thp, node=r.node,
+                mergeable=r.mergeable, memfd=r.memfd, worker=w.index,
+                pattern={"kind": r.pattern.kind, "seed": r.pattern.seed, "groups": r.pattern.groups})
 
     def journaled(self, kind, to_journal, remove, defer):
         """A Tracked resource whose removal is deferred before it is made."""

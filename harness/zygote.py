@@ -255,6 +255,23 @@ class Worker:
             raise CommandError(f"writing {args['crash']} to {args['path']}: {exc.strerror}") from None
         return {}
 
+    def op_exec(self, args):
+        """execve() this process into a fresh worker (`python -m harness.zygote
+        --exec-worker FD PPID`) that keeps the command socket: same pid, a new
+        mm with none of the regions.  The new image answers this command
+        (exec_worker()).  The mm flags the kernel carries over (include/linux/
+        sched/coredump.h MMF_INIT_MASK, copied by kernel/fork.c mm_init())
+        include MMF_VM_MERGE_ANY, and fs/exec.c bprm_mm_init() -> ksm_execve()
+        puts the new mm on ksmd's list."""
+        fd = self.sock.fileno()
+        os.set_inheritable(fd, True)
+        try:
+            os.execv(sys.executable, [sys.executable, "-m", "harness.zygote", "--exec-worker", str(fd),
+                                      str(os.getppid())])
+        except OSError as exc:
+            os.set_inheritable(fd, False)
+            raise CommandError(f"execv {sys.executable}: {exc.strerror}") from None
+
     def op_stop(self, args):
         return {}
 
@@ -280,6 +297,9 @@ class Worker:
             pages += (end - start) // PAGE_SIZE
         return {"pages": pages}
 
+    def reply(self, reply):
+        self.sock.sendall(json.dumps(reply).encode() + b"\n")
+
     def serve(self):
         rfile = self.sock.makefile("rb")
         for line in rfile:
@@ -291,8 +311,20 @@ class Worker:
                 reply = {"ok": True, **getattr(self, "op_" + op)(msg)}
             except (CommandError, KeyError, AttributeError) as exc:
                 reply = {"ok": False, "error": f"{op}: {exc}"}
-            self.sock.sendall(json.dumps(reply).encode() + b"\n")
+            self.reply(reply)
         os._exit(0)
+
+
+def exec_worker(fd, ppid):
+    """A worker after op_exec: answers the exec command (its pid, and
+    PR_GET_MEMORY_MERGE, or -1 where the kernel has no such prctl), then
+    serves commands on the socket it inherited."""
+    if lib.ksmh_die_with_parent(ppid) < 0:
+        os._exit(1)
+    worker = Worker(socket.socket(fileno=fd))
+    os.set_inheritable(fd, False)
+    worker.reply({"ok": True, "pid": os.getpid(), "merge": lib.ksmh_prctl_memory_merge(0, 0)})
+    worker.serve()
 
 
 def zygote(sock, harness_pid):
@@ -338,4 +370,6 @@ def describe_status(status):
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--exec-worker":
+        exec_worker(int(sys.argv[2]), int(sys.argv[3]))
     zygote(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]))

@@ -203,6 +203,10 @@ class Fork(Action):
     def ends_processes(self):
         return True
 
+    def check_order(self, order):
+        super().check_order(order)
+        order.forked |= worker_names(self.workers, order.group_sizes)
+
     def send(self, run, w):
         wait = self.wait_for.command(run.ctx.knobs.root) if self.wait_for else {}
         w.send("fork", count=self.count, duration=self.duration, depth=self.depth,
@@ -227,6 +231,49 @@ class PrctlMerge(Action):
 
     def send(self, run, w):
         w.send("prctl_merge", value=self.value)
+
+
+@dataclass(frozen=True)
+class Exec(Action):
+    action: ClassVar[str] = "exec"
+    op: ClassVar[Optional[str]] = "exec"
+    explorable: ClassVar[bool] = False  # explore's drafts do not track which workers forked (check_order)
+    summary: ClassVar[str] = ("The workers execve() themselves (same pid, a new mm): the new image answers, "
+                              "then its regions are mapped and filled afresh as the group defines them "
+                              "(new addresses); PR_SET_MEMORY_MERGE is kept as the kernel keeps it.")
+    merge: Optional[int] = field("merge", "flag", "Check that PR_GET_MEMORY_MERGE reads this after exec "
+                                 "(1: MMF_VM_MERGE_ANY survived exec).")
+
+    @property
+    def drops_pages(self):
+        return True
+
+    @property
+    def ends_processes(self):
+        return True  # the old mm exits (exit_mmap() -> ksm_exit())
+
+    def check_order(self, order):
+        super().check_order(order)
+        forked = sorted(worker_names(self.workers, order.group_sizes) & order.forked)
+        if forked:
+            raise order.refuse(self, f"exec of workers an earlier fork step acted on ({', '.join(forked)}): "
+                                     f"their children keep the old regions, which the harness no longer knows")
+
+    def send(self, run, w):
+        w.send("exec")
+
+    def receive(self, run, w, reply, windows):
+        run.check(f"{w.name} keeps its pid over exec", reply["pid"] == w.pid,
+                  f"pid {w.pid} before, {reply['pid']} after")
+        if self.merge is not None:
+            run.check(f"{w.name}: PR_GET_MEMORY_MERGE after exec == {self.merge}", reply["merge"] == self.merge,
+                      f"PR_GET_MEMORY_MERGE read {reply['merge']}")
+        w.regions.clear()
+        for key in [k for k in run.state.frames if k[0] == w.name]:
+            del run.state.frames[key]
+        run.map_regions(w, run.group_of(w))
+        run.state.notes.append(f"{w.name}: exec'd (PR_GET_MEMORY_MERGE {reply['merge']}), "
+                               f"regions {', '.join(w.regions)} mapped afresh")
 
 
 @dataclass(frozen=True)

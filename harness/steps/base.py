@@ -26,6 +26,7 @@ class Order:
     swap: bool  # a swap device is there (setup.swap, and no swapoff since)
     memfd: set = dataclasses.field(default_factory=set)  # (group, region) of the regions mapped from a memfd
     exited: set = dataclasses.field(default_factory=set)  # workers ("a[0]") an exit step ended
+    forked: set = dataclasses.field(default_factory=set)  # workers ("a[0]") a fork step acted on
 
     def refuse(self, step, message):
         return InputError(message, file=self.file, line=step.line, field="steps")

@@ -115,3 +115,22 @@ def test_minor_registered_pages_come_from_smaps_vmflags(tmp_path):
     assert flagged_pages(100, a, 8, "ui", tmp_path) == 4
     assert flagged_pages(100, a + 2 * PAGE_SIZE, 2, "ui", tmp_path) == 2
     assert flagged_pages(100, a + 4 * PAGE_SIZE, 4, "ui", tmp_path) == 0
+
+
+def test_exec_loads_and_dumps(tmp_path):
+    _, (sc,) = load(tmp_path, BASE + "  - do: exec\n    workers: 'a[0]'\n    merge: 1\n")
+    ex = sc.steps[1]
+    assert isinstance(ex, steps.ACTIONS["exec"]) and ex.merge == 1 and ex.drops_pages and ex.ends_processes
+    again = tmp_path / "again.yaml"
+    again.write_text(scenario.dump_text(sc))
+    assert scenario.load_file(again) == [sc]
+
+
+def test_exec_after_a_fork_of_the_same_worker_is_refused(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(BASE + "  - do: fork\n    workers: 'a[0]'\n    count: 1\n  - do: exec\n    workers: 'a[1]'\n"
+                           "  - do: exec\n    workers: a\n")
+    with pytest.raises(InputError) as info:
+        scenario.load_file(path)
+    assert str(info.value) == (f"{path}:14: steps: exec of workers an earlier fork step acted on (a[0]): "
+                               "their children keep the old regions, which the harness no longer knows")

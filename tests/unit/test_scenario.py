@@ -176,8 +176,8 @@ BROKEN = [
     ("fork-unbounded", BASE + "  - do: fork\n    workers: a\n", 9, "steps[1].do",
      "fork needs count, duration or until_done"),
     ("unknown-action", BASE + "  - do: dance\n", 9, "steps[1].do",
-     "unknown action 'dance' (expected one of: write, advise, mprotect, userfaultfd, pageout, touch, verify, fork, prctl_merge, "
-     "migrate, exit, hwpoison, provoke)"),
+     "unknown action 'dance' (expected one of: write, advise, mprotect, userfaultfd, pageout, touch, verify, fork, "
+     "prctl_merge, exec, migrate, exit, hwpoison, provoke)"),
     ("knob-write-expect", BASE + "  - knob: {run: 2}\n    expect: EAGAIN\n", 10, "steps[1].expect",
      "expect must be one of ok, EBUSY, EINVAL"),
     ("duplicate-key", BASE + "name: u\n", 9, "name", "duplicate key 'name'"),
