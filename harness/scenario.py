@@ -94,6 +94,7 @@ class Scenario:
     steps: Tuple[Step, ...]
     expect: Tuple[Expectation, ...]
     timeout: float  # seconds for the whole scenario
+    cpuset: Optional[Mapping[str, Any]] = None  # setup.cpuset: mems, cpus (None: the parent's)
 
 
 class Parser:
@@ -275,6 +276,7 @@ class Parser:
             _keys(self.ctx, c, "setup.cgroup", *document.keys("cgroup"))
             cgroup = {"limit_pages": parse_size(self.ctx, c, "limit", "setup.cgroup"),
                       "oom_kill": _typed(self.ctx, c, "oom_kill", "setup.cgroup", (bool,), True)}
+        cpuset = self.cpuset(setup["cpuset"]) if "cpuset" in setup else None
         steps = self.steps(doc["steps"])
         self.check_order(steps, swap, requires)
         timeout = _at_least(self.ctx, doc, "timeout", "scenario",
@@ -286,8 +288,20 @@ class Parser:
             description=str(doc.get("description", "")).strip(),
             file=self.ctx.file, line=doc.line_of("name"), params=dict(self.params), requires=requires,
             knobs=knobs, swap=swap, cgroup=cgroup, workers=workers, steps=steps,
-            expect=self.expectations(doc.get("expect")), timeout=float(timeout),
+            expect=self.expectations(doc.get("expect")), timeout=float(timeout), cpuset=cpuset,
         )
+
+    def cpuset(self, c):
+        """setup.cpuset: node and CPU lists as the kernel reads them ("0-1,3")."""
+        where = "setup.cpuset"
+        _keys(self.ctx, c, where, *document.keys("cpuset"))
+        out = {}
+        for spec in document.CPUSET:
+            value = _typed(self.ctx, c, spec.key, where, (str, int))
+            if value is not None and not re.fullmatch(spec.pattern, str(value)):
+                raise self.err(spec.message.format(value=value), c, spec.key, f"{where}.{spec.key}")
+            out[spec.key] = None if value is None else str(value)
+        return out
 
     def check_order(self, steps, swap, requires):
         """Impossible orders: paging out with no swap, fault injection with no
@@ -396,6 +410,8 @@ def dump(sc):
         setup["swap"] = {"kind": sc.swap["kind"], "size": dump_size(sc.swap["npages"])}
     if sc.cgroup:
         setup["cgroup"] = {"limit": dump_size(sc.cgroup["limit_pages"]), "oom_kill": sc.cgroup["oom_kill"]}
+    if sc.cpuset:
+        setup["cpuset"] = {k: v for k, v in sc.cpuset.items() if v is not None}
     if setup:
         out["setup"] = setup
     out["workers"] = [{"name": g.name, "count": g.count, "prctl_merge": g.prctl_merge,

@@ -134,3 +134,43 @@ def test_exec_after_a_fork_of_the_same_worker_is_refused(tmp_path):
         scenario.load_file(path)
     assert str(info.value) == (f"{path}:14: steps: exec of workers an earlier fork step acted on (a[0]): "
                                "their children keep the old regions, which the harness no longer knows")
+
+
+CPUSET = BASE.replace("workers:", "setup:\n  cpuset: {mems: MEMS}\nworkers:")
+
+
+def test_cpuset_loads_dumps_and_wants_its_nodes(tmp_path):
+    _, (sc,) = load(tmp_path, CPUSET.replace("MEMS", "'0-1'"))
+    assert sc.cpuset == {"mems": "0-1", "cpus": None}
+    assert requirements.numa_nodes_wanted(sc) == 2
+    again = tmp_path / "again.yaml"
+    again.write_text(scenario.dump_text(sc))
+    assert scenario.load_file(again) == [sc]
+    _, (sc,) = load(tmp_path, CPUSET.replace("MEMS", "0, cpus: 1"))
+    assert sc.cpuset == {"mems": "0", "cpus": "1"} and requirements.numa_nodes_wanted(sc) == 1
+
+
+@pytest.mark.parametrize("mems, field, message", [
+    ("'0;1'", "mems", "mems must be a node list such as 0 or 0-1,3; not '0;1'"),
+    ("0, cpus: 'all'", "cpus", "cpus must be a CPU list such as 0 or 0-1,3; not 'all'"),
+    ("0, nodes: 1", "nodes", "unknown key 'nodes' (expected one of: cpus, mems)"),
+])
+def test_bad_cpuset_is_one_line(tmp_path, mems, field, message):
+    path = tmp_path / "s.yaml"
+    path.write_text(CPUSET.replace("MEMS", mems))
+    with pytest.raises(InputError) as info:
+        scenario.load_file(path)
+    assert str(info.value) == f"{path}:3: setup.cpuset.{field}: {message}"
+
+
+def test_cpuset_skips_without_the_controller_or_the_cpus(tmp_path, monkeypatch):
+    _, (sc,) = load(tmp_path, CPUSET.replace("MEMS", "0, cpus: 0-7"))
+    ctx = FakeCtx(tmp_path)
+    (tmp_path / "sys/devices/system/cpu").mkdir(parents=True)
+    (tmp_path / "sys/devices/system/cpu/online").write_text("0-1\n")
+    monkeypatch.setattr(requirements.cgroup, "available", lambda proc, controller: None)
+    assert requirements.cpuset_reasons(sc, ctx.roots) == [
+        "setup.cpuset wants CPUs [2, 3, 4, 5, 6, 7] that are not online here (online: 0-1)"]
+    monkeypatch.setattr(requirements.cgroup, "available", lambda proc, controller: f"no {controller} here")
+    assert requirements.cpuset_reasons(sc, ctx.roots) == ["no cpuset here"]
+    assert "no cpuset here" in requirements.reasons(sc, ctx)
