@@ -1,4 +1,6 @@
-"""Memory cgroups for a run: made under a "ksm-harness" parent, removed after.
+"""Cgroups for a run: made under a "ksm-harness" parent, removed after.
+A memory cgroup (MemCgroup) limits the workers; a cpuset (Cpuset) binds them
+to NUMA nodes and CPUs, as LTP's ksm02/ksm04 run KSM.
 
 cgroup v1 (the memory controller mounted on its own hierarchy, e.g.
 /sys/fs/cgroup/memory) is fully supported.  cgroup v2 is used when the
@@ -9,6 +11,11 @@ reclaimed fails with EBUSY (mem_cgroup_resize_max(); measured on 6.18 with
 merged KSM pages in the group), while v2's memory_max_write() never fails:
 it reclaims and then OOM-kills in the group.  set_limit() reclaims through
 v2's memory.reclaim first, so that both answer EBUSY and neither OOM-kills.
+
+A cpuset's nodes decide where every page a task allocates after it joined
+comes from (kernel/cgroup/cpuset.c cpuset_attach() -> cpuset_change_task_nodemask()
+sets its mems_allowed); a v1 child cpuset starts with no CPUs and no nodes and
+takes tasks only once both are set (cpuset_can_attach()), within its parent's.
 
 Like swap.py, every cgroup has a journal form (`to_journal`), handed to a
 `journal` callback before the group is made, so that the next start can
@@ -21,7 +28,7 @@ import errno
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, ClassVar, Dict, List, Optional, Set, Type, TypeVar
 
 from . import kernel
 from .errors import DeadlineExceeded, InputError, KernelError, Skip
@@ -30,42 +37,44 @@ from .wait import wait_until
 log = logging.getLogger("ksm-harness")
 
 PARENT = "ksm-harness"  # every group the harness makes lives in a directory of this name
-JOURNAL_RESOURCE = "memcg"  # the "resource" key of a journal entry
+CONFIGS = {"memory": "CONFIG_MEMCG", "cpuset": "CONFIG_CPUSETS"}  # controller -> what the kernel needs
 EMPTY_TIMEOUT = 10.0  # seconds to move every task out (a forking worker adds tasks meanwhile)
 RECLAIM_TIMEOUT = 60.0  # seconds v2 reclaim may go on while it makes progress (swap to a loop device under TCG is slow)
 
 
 @dataclass(frozen=True)
 class Hierarchy:
-    """Where the memory controller is mounted."""
+    """Where a controller is mounted."""
 
-    version: int  # 1 (memory on its own v1 hierarchy) or 2 (unified)
+    version: int  # 1 (the controller on its own v1 hierarchy) or 2 (unified)
     mount: str  # its mount point: "/sys/fs/cgroup/memory", "/sys/fs/cgroup"
     root: str  # the cgroup seen at the mount point ("/" unless a container bind-mounts a subtree)
 
 
-def find_hierarchy(proc: str = "/proc") -> Optional[Hierarchy]:
-    """The memory controller's hierarchy; v1 first (when memory is bound to
+def find_hierarchy(proc: str = "/proc", controller: str = "memory") -> Optional[Hierarchy]:
+    """The controller's hierarchy; v1 first (when a controller is bound to
     v1, the unified hierarchy cannot have it), None if neither is mounted."""
     mounts = kernel.mounts(proc)
     for m in mounts:
-        if m.fstype == "cgroup" and "memory" in m.options:
+        if m.fstype == "cgroup" and controller in m.options:
             return Hierarchy(1, m.mountpoint, m.root)
     for m in mounts:
-        if m.fstype == "cgroup2" and "memory" in _read_words(os.path.join(m.mountpoint, "cgroup.controllers")):
+        if m.fstype == "cgroup2" and controller in _read_words(os.path.join(m.mountpoint, "cgroup.controllers")):
             return Hierarchy(2, m.mountpoint, m.root)
     return None
 
 
-def available(proc: str = "/proc") -> Optional[str]:
-    """None if a memory cgroup can be made here, else the reason to skip."""
+def available(proc: str = "/proc", controller: str = "memory") -> Optional[str]:
+    """None if a cgroup of this controller can be made here, else the reason to skip."""
     if os.geteuid() != 0:
-        return "memory cgroups need root"
-    h = find_hierarchy(proc)
+        return f"{controller} cgroups need root"
+    h = find_hierarchy(proc, controller)
     if h is None:
-        return "no memory cgroup controller mounted (CONFIG_MEMCG; cgroup or cgroup2 with memory)"
-    if h.version == 2 and "memory" not in _read_words(os.path.join(h.mount, "cgroup.subtree_control")):
-        return f"cgroup v2 at {h.mount} does not delegate memory: write +memory to its cgroup.subtree_control"
+        return (f"no {controller} cgroup controller mounted ({CONFIGS[controller]}; cgroup or cgroup2 "
+                f"with {controller})")
+    if h.version == 2 and controller not in _read_words(os.path.join(h.mount, "cgroup.subtree_control")):
+        return (f"cgroup v2 at {h.mount} does not delegate {controller}: write +{controller} to its "
+                f"cgroup.subtree_control")
     return None
 
 
@@ -79,16 +88,28 @@ def parse_stat(text: str) -> Dict[str, int]:
     return out
 
 
-def parse_proc_cgroup(text: str, version: int) -> Optional[str]:
-    """This process's path in the memory hierarchy, from /proc/self/cgroup
+def parse_proc_cgroup(text: str, version: int, controller: str = "memory") -> Optional[str]:
+    """This process's path in the controller's hierarchy, from /proc/self/cgroup
     lines `id:controllers:path` (v2's line is `0::path`)."""
     for line in text.splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
-        if (version == 1 and "memory" in parts[1].split(",")) or (version == 2 and parts[0] == "0"):
+        if (version == 1 and controller in parts[1].split(",")) or (version == 2 and parts[0] == "0"):
             return parts[2]
     return None
+
+
+C = TypeVar("C", bound="Cgroup")
+
+
+def parse_list(text: str) -> Set[int]:
+    """The numbers of a kernel CPU or node list: "0-2,5" -> {0, 1, 2, 5} (lib/bitmap.c bitmap_parselist())."""
+    out: Set[int] = set()
+    for part in filter(None, text.strip().split(",")):
+        low, _, high = part.partition("-")
+        out.update(range(int(low), int(high or low) + 1))
+    return out
 
 
 class LimitResult(enum.Enum):
@@ -100,39 +121,42 @@ class LimitResult(enum.Enum):
 
 
 @dataclass(frozen=True)
-class MemCgroup:
-    """One memory cgroup the harness made (MemCgroup.create)."""
+class Cgroup:
+    """One cgroup the harness made (create()), of the class's controller."""
 
+    controller: ClassVar[str]  # "memory", "cpuset"
+    resource: ClassVar[str]  # the "resource" key of its journal entry
     path: str  # the cgroup's directory: <mount>/ksm-harness/<name>
     version: int  # 1 or 2
     home: str  # directory of the cgroup remove() moves tasks back to: where the harness ran
 
     @classmethod
     def create(
-        cls, name: str, proc: str = "/proc", hierarchy: Optional[Hierarchy] = None,
-        journal: Optional[Callable[["MemCgroup"], None]] = None,
-    ) -> "MemCgroup":
-        """Make `<hierarchy>/ksm-harness/<name>`; raises Skip if memcg is not
-        usable.  `journal`, if given, gets the group before it is made."""
+        cls: Type[C], name: str, proc: str = "/proc", hierarchy: Optional[Hierarchy] = None,
+        journal: Optional[Callable[[C], None]] = None,
+    ) -> C:
+        """Make `<hierarchy>/ksm-harness/<name>`; raises Skip if the controller
+        is not usable.  `journal`, if given, gets the group before it is made."""
         if not name or "/" in name or name in (".", ".."):
             raise InputError(f"cgroup name {name!r} must be one path component", field="cgroup")
         if hierarchy is None:
-            reason = available(proc)
+            reason = available(proc, cls.controller)
             if reason:
                 raise Skip(reason)
-            hierarchy = find_hierarchy(proc)
+            hierarchy = find_hierarchy(proc, cls.controller)
             if hierarchy is None:  # available() found one: mounts changed meanwhile
-                raise Skip("no memory cgroup hierarchy is mounted")
+                raise Skip(f"no {cls.controller} cgroup hierarchy is mounted")
         parent = os.path.join(hierarchy.mount, PARENT)
         try:
             os.mkdir(parent)
         except FileExistsError:
             pass
         if hierarchy.version == 2:
-            # Children of ksm-harness get a memory controller only if it is
+            # Children of ksm-harness get the controller only if it is
             # enabled in the parent's subtree_control (cgroup_subtree_control_write()).
-            _write(os.path.join(parent, "cgroup.subtree_control"), "+memory")
-        cg = cls(os.path.join(parent, name), hierarchy.version, _home(hierarchy, proc))
+            _write(os.path.join(parent, "cgroup.subtree_control"), f"+{cls.controller}")
+        cls.prepare_parent(parent, hierarchy)
+        cg = cls(os.path.join(parent, name), hierarchy.version, _home(hierarchy, proc, cls.controller))
         if journal:
             journal(cg)
         try:
@@ -144,6 +168,10 @@ class MemCgroup:
             ) from None
         return cg
 
+    @classmethod
+    def prepare_parent(cls, parent: str, hierarchy: Hierarchy):
+        """What the ksm-harness parent needs before a child can take tasks."""
+
     def add(self, pid: int):
         """Move process `pid` (all its threads) into this cgroup.  Memory it
         already has stays charged where it was: add workers before they fill."""
@@ -151,6 +179,56 @@ class MemCgroup:
             _write(os.path.join(self.path, "cgroup.procs"), str(pid))
         except ProcessLookupError:
             raise KernelError(f"cannot add pid {pid} to {self.path}: no such process") from None
+
+    def pids(self) -> List[int]:
+        """The processes in this cgroup; [] if it is gone."""
+        try:
+            with open(os.path.join(self.path, "cgroup.procs")) as f:
+                return [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def remove(self) -> bool:
+        """Move every task back home, rmdir the group, and the ksm-harness
+        parent too if nothing else is in it.  Tolerates a group already gone;
+        returns True if this call removed it."""
+        if os.path.basename(os.path.dirname(self.path)) != PARENT:
+            raise InputError(f"refusing to remove {self.path}: not under a {PARENT} directory", field="cgroup")
+        removed = False
+        if os.path.isdir(self.path):
+            home = self.home if os.path.isdir(self.home) else _mount_of(self.path)
+
+            def emptied():
+                for pid in self.pids():
+                    try:
+                        _write(os.path.join(home, "cgroup.procs"), str(pid))
+                    except ProcessLookupError:
+                        pass  # exited meanwhile
+                return not self.pids()
+
+            wait_until(emptied, EMPTY_TIMEOUT, f"moving the tasks of {self.path} to {home}")
+            try:
+                os.rmdir(self.path)
+                removed = True
+                log.info("removed cgroup %s", self.path)
+            except FileNotFoundError:
+                pass
+        try:  # the parent goes with its last group; another run's group keeps it
+            os.rmdir(os.path.dirname(self.path))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EBUSY, errno.ENOENT):
+                raise
+        return removed
+
+
+
+
+@dataclass(frozen=True)
+class MemCgroup(Cgroup):
+    """A memory cgroup: limits and what is charged to it."""
+
+    controller: ClassVar[str] = "memory"
+    resource: ClassVar[str] = "memcg"
 
     def set_limit(self, limit_bytes: Optional[int]) -> LimitResult:
         """Set the memory limit (v1 memory.limit_in_bytes, v2 memory.max);
@@ -231,72 +309,67 @@ class MemCgroup:
         with open(os.path.join(self.path, "memory.stat")) as f:
             return parse_stat(f.read())
 
-    def pids(self) -> List[int]:
-        """The processes in this cgroup; [] if it is gone."""
-        try:
-            with open(os.path.join(self.path, "cgroup.procs")) as f:
-                return [int(p) for p in f.read().split()]
-        except FileNotFoundError:
-            return []
 
-    def remove(self) -> bool:
-        """Move every task back home, rmdir the group, and the ksm-harness
-        parent too if nothing else is in it.  Tolerates a group already gone;
-        returns True if this call removed it."""
-        if os.path.basename(os.path.dirname(self.path)) != PARENT:
-            raise InputError(f"refusing to remove {self.path}: not under a {PARENT} directory", field="cgroup")
-        removed = False
-        if os.path.isdir(self.path):
-            home = self.home if os.path.isdir(self.home) else _mount_of(self.path)
+@dataclass(frozen=True)
+class Cpuset(Cgroup):
+    """A cpuset: the CPUs the workers run on and the NUMA nodes their pages come from."""
 
-            def emptied():
-                for pid in self.pids():
-                    try:
-                        _write(os.path.join(home, "cgroup.procs"), str(pid))
-                    except ProcessLookupError:
-                        pass  # exited meanwhile
-                return not self.pids()
+    controller: ClassVar[str] = "cpuset"
+    resource: ClassVar[str] = "cpuset"
 
-            wait_until(emptied, EMPTY_TIMEOUT, f"moving the tasks of {self.path} to {home}")
+    @classmethod
+    def prepare_parent(cls, parent: str, hierarchy: Hierarchy):
+        """v1: a new cpuset has no CPUs or nodes; the parent takes its own
+        parent's, so that a child may have any of them."""
+        if hierarchy.version == 1:
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if not _read_words(os.path.join(parent, name)):
+                    _write(os.path.join(parent, name), " ".join(_read_words(os.path.join(hierarchy.mount, name))))
+
+    def place(self, cpus: Optional[str], mems: str):
+        """Bind to CPUs (a list such as "0-1,3"; None: the parent's) and NUMA nodes ("0")."""
+        if cpus is None:
+            cpus = " ".join(_read_words(os.path.join(os.path.dirname(self.path), "cpuset.effective_cpus")))
+        for name, value in (("cpuset.cpus", cpus), ("cpuset.mems", mems)):
             try:
-                os.rmdir(self.path)
-                removed = True
-                log.info("removed cgroup %s", self.path)
-            except FileNotFoundError:
-                pass
-        try:  # the parent goes with its last group; another run's group keeps it
-            os.rmdir(os.path.dirname(self.path))
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EBUSY, errno.ENOENT):
-                raise
-        return removed
+                _write(os.path.join(self.path, name), value)
+            except OSError as exc:
+                raise KernelError(f"writing {value} to {self.path}/{name}: {exc.strerror}") from exc
+
+    def effective(self) -> Dict[str, str]:
+        """cpuset.effective_cpus and cpuset.effective_mems, as the kernel reads them."""
+        return {name: " ".join(_read_words(os.path.join(self.path, f"cpuset.effective_{name}")))
+                for name in ("cpus", "mems")}
 
 
 class _Unreclaimable(Exception):
     """memory.reclaim gave up and the group neither shrank nor is writing back."""
 
 
-def to_journal(cg: MemCgroup) -> dict:
+KINDS: Dict[str, Type[Cgroup]] = {cls.resource: cls for cls in (MemCgroup, Cpuset)}  # journal resource -> class
+
+
+def to_journal(cg: Cgroup) -> dict:
     """A plain dict (JSON-ready) describing `cg`, for the crash journal."""
-    return {"resource": JOURNAL_RESOURCE, "path": cg.path, "version": cg.version, "home": cg.home}
+    return {"resource": cg.resource, "path": cg.path, "version": cg.version, "home": cg.home}
 
 
-def from_journal(d: dict) -> MemCgroup:
-    """Rebuild the MemCgroup that `to_journal` described."""
-    if d.get("resource") != JOURNAL_RESOURCE or not {"path", "version", "home"} <= d.keys():
-        raise InputError(f"not a memcg journal entry: {d!r}", field="resource")
-    return MemCgroup(d["path"], int(d["version"]), d["home"])
+def from_journal(d: dict) -> Cgroup:
+    """Rebuild the MemCgroup or Cpuset that `to_journal` described."""
+    if d.get("resource") not in KINDS or not {"path", "version", "home"} <= d.keys():
+        raise InputError(f"not a cgroup journal entry: {d!r}", field="resource")
+    return KINDS[d["resource"]](d["path"], int(d["version"]), d["home"])
 
 
-def remove_stale(cg: MemCgroup) -> bool:
-    """Remove a group a killed run left (MemCgroup.remove() tolerates any state)."""
+def remove_stale(cg: Cgroup) -> bool:
+    """Remove a group a killed run left (Cgroup.remove() tolerates any state)."""
     return cg.remove()
 
 
-def _home(h: Hierarchy, proc: str) -> str:
-    """Directory of the cgroup this process is in, within hierarchy `h`."""
+def _home(h: Hierarchy, proc: str, controller: str) -> str:
+    """Directory of the cgroup this process is in, within the controller's hierarchy `h`."""
     with open(os.path.join(proc, "self/cgroup")) as f:
-        path = parse_proc_cgroup(f.read(), h.version)
+        path = parse_proc_cgroup(f.read(), h.version, controller)
     if path is None:
         return h.mount
     rel = os.path.relpath(path, h.root)

@@ -6,6 +6,8 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -47,6 +49,24 @@ void *ksmh_map(size_t len)
     return p == MAP_FAILED ? NULL : p;
 }
 
+void *ksmh_map_memfd(size_t len)
+{
+    /* MAP_PRIVATE over a memfd (a shmem file): vma_ksm_compatible() takes it
+     * (no VM_SHARED) and a written page is an anonymous copy KSM merges
+     * (do_cow_fault()), while vma_is_shmem() lets userfaultfd register it in
+     * minor mode (vma_can_userfault() in include/linux/userfaultfd_k.h). */
+    int fd = memfd_create("ksm-harness", MFD_CLOEXEC);
+    void *p = MAP_FAILED;
+    if (fd < 0)
+        return NULL;
+    if (ftruncate(fd, len) == 0)
+        p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    int err = errno;
+    close(fd);
+    errno = err;
+    return p == MAP_FAILED ? NULL : p;
+}
+
 int ksmh_unmap(void *addr, size_t len) { return munmap(addr, len); }
 
 int ksmh_madvise(void *addr, size_t len, int advice) { return madvise(addr, len, advice); }
@@ -57,6 +77,35 @@ int ksmh_prctl_memory_merge(int set, int value)
     if (set)
         return prctl(PR_SET_MEMORY_MERGE, value, 0, 0, 0);
     return prctl(PR_GET_MEMORY_MERGE, 0, 0, 0, 0);
+}
+
+int ksmh_uffd_open(uint64_t features, uint64_t *supported)
+{
+    struct uffdio_api api = { .api = UFFD_API, .features = features };
+    int fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -1;
+    if (ioctl(fd, UFFDIO_API, &api) < 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    *supported = api.features;
+    return fd;
+}
+
+int ksmh_uffd_register(int fd, void *addr, size_t len, uint64_t mode)
+{
+    struct uffdio_register reg = { .range = { (uintptr_t)addr, len }, .mode = mode };
+    return ioctl(fd, UFFDIO_REGISTER, &reg);
+}
+
+int ksmh_uffd_writeprotect(int fd, void *addr, size_t len, int protect)
+{
+    struct uffdio_writeprotect wp = { .range = { (uintptr_t)addr, len },
+                                      .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0 };
+    return ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
 }
 
 int ksmh_mbind(void *addr, size_t len, int node)

@@ -16,6 +16,12 @@
 #define KSMH_PROT_READ 1
 #define KSMH_PROT_WRITE 2
 
+/* userfaultfd, include/uapi/linux/userfaultfd.h */
+#define KSMH_UFFD_FEATURE_PAGEFAULT_FLAG_WP 1
+#define KSMH_UFFD_FEATURE_MINOR_SHMEM 1024
+#define KSMH_UFFDIO_REGISTER_MODE_WP 2
+#define KSMH_UFFDIO_REGISTER_MODE_MINOR 4
+
 /* fill patterns: how a page's key follows from (seed, page index, worker) */
 #define KSMH_PAT_ZERO 0
 #define KSMH_PAT_SAME 1
@@ -42,10 +48,17 @@ struct ksmh_storm_result {
 
 /* memory */
 void *ksmh_map(size_t len);
+void *ksmh_map_memfd(size_t len);
 int ksmh_unmap(void *addr, size_t len);
 int ksmh_madvise(void *addr, size_t len, int advice);
 int ksmh_mprotect(void *addr, size_t len, int prot);
 int ksmh_prctl_memory_merge(int set, int value);
+/* userfaultfd: a new one with the given features asked of UFFDIO_API (the
+ * features it offers go to *supported), a range registered in a mode, and
+ * UFFDIO_WRITEPROTECT set (protect 1) or cleared over a range */
+int ksmh_uffd_open(uint64_t features, uint64_t *supported);
+int ksmh_uffd_register(int fd, void *addr, size_t len, uint64_t mode);
+int ksmh_uffd_writeprotect(int fd, void *addr, size_t len, int protect);
 int ksmh_mbind(void *addr, size_t len, int node);
 long ksmh_move_pages(int pid, unsigned long count, void **pages, const int *nodes,
                      int *status, int flags);

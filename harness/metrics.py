@@ -153,6 +153,8 @@ class Metrics:
             return self.state.tally(group, region, metric), None
         if metric == "lost_in_swapcache":
             return self.lost_in_swapcache(group, region)
+        if metric == "uffd_minor":
+            return self.uffd_minor(group, region)
         judged = self.judged_views(group, region)
         views = [v for v, _ in judged]
         unsure = sum(u for _, u in judged)
@@ -174,6 +176,12 @@ class Metrics:
             ksm = sum(v.ksm_count for v in views)
             return Between(ksm, ksm + unsure), denom
         return sum(getattr(v, metric) for v in views), denom
+
+    def uffd_minor(self, group, region):
+        """(pages in VMAs registered for userfaultfd minor faults, the region pages)."""
+        views = [v for _, _, v in self._placed(group, region)]
+        return sum(pages.flagged_pages(v.pid, v.addr, v.npages, "ui", self.proc) for v in views), \
+            sum(v.npages for v in views)
 
     def lost_in_swapcache(self, group, region):
         """(frames recorded at pageout that are poisoned, unmapped, in swapcache

@@ -15,6 +15,7 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 # pagemap entry bits
 PM_PFN_MASK = (1 << 55) - 1
+PM_UFFD_WP = 1 << 57  # the PTE (or swap entry) is uffd write-protected (5.13+)
 PM_SWAP = 1 << 62
 PM_PRESENT = 1 << 63
 
@@ -40,6 +41,7 @@ class RegionPages:
     zero: int  # pages mapping the shared zero page (use_zero_pages=1 merges here)
     thp: int  # pages inside a transparent huge page
     pfns: tuple  # PFN of each page, 0 where not present
+    uffd_wp: int = 0  # pages whose entry carries the uffd-wp bit (PM_UFFD_WP)
 
     @property
     def ksm_count(self):
@@ -96,6 +98,7 @@ def region_pages(pid, addr, npages, proc=Path("/proc")):
         zero=sum(1 for f in flags if f >> KPF_ZERO_PAGE & 1),
         thp=sum(1 for f in flags if f >> KPF_THP & 1),
         pfns=pfns,
+        uffd_wp=sum(1 for e in entries if e & PM_UFFD_WP),
     )
 
 
@@ -164,6 +167,20 @@ def mergeable_mappings(pid, proc=Path("/proc")):
             start, end = (int(x, 16) for x in head[0].split("-"))
             current = (start, end, head[5] if len(head) > 5 else "")
     return out
+
+
+def flagged_pages(pid, addr, npages, flag, proc=Path("/proc")):
+    """Pages of [addr, +npages) inside a VMA whose smaps VmFlags has `flag`
+    (fs/proc/task_mmu.c show_smap_vma_flags(): "ui" is VM_UFFD_MINOR)."""
+    end, count, span = addr + npages * PAGE_SIZE, 0, None
+    for line in (Path(proc) / str(pid) / "smaps").read_text().splitlines():
+        head = line.split(maxsplit=1)[0]
+        if head == "VmFlags:":
+            if span and flag in line.split()[1:]:
+                count += max(0, min(span[1], end) - max(span[0], addr)) // PAGE_SIZE
+        elif "-" in head and not head.endswith(":"):
+            span = tuple(int(x, 16) for x in head.split("-"))
+    return count
 
 
 @dataclass(frozen=True)

@@ -64,11 +64,12 @@ def _loops(sys_root):
 
 
 def _cgroups(proc):
-    h = cgroup.find_hierarchy(proc)
-    if h is None:
-        return ()
-    parent = Path(h.mount, cgroup.PARENT)
-    return tuple(sorted({str(p) for p in parent.glob("**/")}))  # "**/" matches parent itself too
+    found = set()
+    for controller in cgroup.CONFIGS:
+        h = cgroup.find_hierarchy(proc, controller)
+        if h is not None:
+            found |= {str(p) for p in Path(h.mount, cgroup.PARENT).glob("**/")}  # "**/" matches the parent too
+    return tuple(sorted(found))
 
 
 def _fault_injection(sys_root):

@@ -3,10 +3,12 @@ skip with the reason, never a failure: users run kernels from 3.9 to today.
 
 Besides what `requires:` lists, a scenario needs every knob it writes, a swap
 kind it sets up, memcg when it sets up a cgroup and node N+1 nodes when it
-places a region on node N: those are derived here, so a scenario cannot forget
+places a region (or binds a cpuset) on node N, a cpuset controller for
+setup.cpuset, and the userfaultfd modes its steps register:
+those are derived here, so a scenario cannot forget
 them.
 """
-from . import cgroup, damage, kernel, lkdtm, numa, steps
+from . import cgroup, damage, kernel, lkdtm, numa, steps, uffd
 from .errors import Skip
 from .sampler import read_vmstat
 
@@ -34,8 +36,29 @@ def kernel_damage(sc, ctx):
 
 
 def numa_nodes_wanted(sc):
-    """NUMA nodes with memory sc needs: requires.numa_nodes, or N+1 for a region placed on node N."""
-    return max([sc.requires.numa_nodes] + [r.node + 1 for w in sc.workers for r in w.regions if r.node is not None])
+    """NUMA nodes with memory sc needs: requires.numa_nodes, or N+1 for a region
+    placed on node N or a cpuset bound to it."""
+    placed = [r.node for w in sc.workers for r in w.regions if r.node is not None]
+    bound = cgroup.parse_list(sc.cpuset["mems"]) if sc.cpuset else set()
+    return max([sc.requires.numa_nodes] + [n + 1 for n in placed + sorted(bound)])
+
+
+def cpuset_reasons(sc, roots):
+    """Why setup.cpuset cannot be made here: no cpuset controller, or CPUs this machine has not online."""
+    if not sc.cpuset:
+        return []
+    why = cgroup.available(str(roots.proc), "cpuset")
+    if why:
+        return [why]
+    if sc.cpuset["cpus"] is None:
+        return []
+    try:
+        online = cgroup.parse_list((roots.sys / "devices/system/cpu/online").read_text())
+    except FileNotFoundError:
+        return []
+    missing = sorted(cgroup.parse_list(sc.cpuset["cpus"]) - online)
+    return [f"setup.cpuset wants CPUs {missing} that are not online here (online: "
+            f"{(roots.sys / 'devices/system/cpu/online').read_text().strip()})"] if missing else []
 
 
 def reasons(sc, ctx):
@@ -71,8 +94,13 @@ def reasons(sc, ctx):
         why = cgroup.available(str(roots.proc))
         if why:
             out.append(why)
+    out.extend(cpuset_reasons(sc, roots))
     if req.ksm_stat and not kernel.ksm_stat_present(str(roots.proc)):
         out.append("needs /proc/PID/ksm_stat (Linux 6.1+)")
+    for mode in sorted({a.mode for a in actions(sc) if a.action == "userfaultfd"}):
+        why = uffd.unavailable(mode)
+        if why:
+            out.append(why)
     have = read_vmstat(roots.proc, req.vmstat)
     absent = [f for f in req.vmstat if f not in have]
     if absent:

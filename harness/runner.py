@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import (attribution, cgroup, dataverify, environment, faultinject, hwpoison, pages, requirements, swap, taint,
                truth, truthcheck, unreaped)
-from .cgroup import MemCgroup
+from .cgroup import Cpuset, MemCgroup
 from .cleanup import Cleanup
 from .errors import (CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, ScenarioStopped, Skip,
                      WorkerError)
@@ -73,6 +73,7 @@ class ScenarioRun:
         self.unchecked = []  # "what: why": checks this kernel's truth sources could not decide
         self.swap_dev = None
         self.cgroup = None
+        self.cpuset = None
         self.injector = None
         self.reference = None
         self.kmsg = None  # the run's KmsgWatcher, set by run_scenario()
@@ -139,13 +140,20 @@ class ScenarioRun:
                 self.cgroup.disable_oom_kill()
                 # a worker waiting over the limit goes on once it is lifted, before it is killed
                 defer(self.cgroup.set_limit, None)
+        if sc.cpuset:
+            tracked = self.journaled("cgroups", cgroup.to_journal, cgroup.remove_stale, defer)
+            self.cpuset = Cpuset.create(f"run-{os.getpid()}", proc=str(ctx.roots.proc), journal=tracked.record)
+            self.cpuset.place(sc.cpuset["cpus"], sc.cpuset["mems"])
+            self.state.notes.append(f"cpuset {self.cpuset.path}: " + ", ".join(
+                f"{k} {v}" for k, v in self.cpuset.effective().items()))
         for g in sc.workers:
             ws = []
             for i in range(g.count):
                 w = pool.spawn(f"{g.name}[{i}]")
                 w.index = i  # the unique pattern pairs worker i of groups sharing a seed
-                if self.cgroup:
-                    self.cgroup.add(w.pid)
+                for group in (self.cgroup, self.cpuset):
+                    if group:  # before the worker maps anything: its pages are charged and placed there
+                        group.add(w.pid)
                 if g.prctl_merge:
                     w.call("prctl_merge", value=1)
                 ws.append(w)
@@ -157,11 +165,19 @@ class ScenarioRun:
         # ksmd's cursor is at the head), which is the order unmerge walks
         for g in sc.workers:
             for w in self.state.groups[g.name]:
-                for r in g.regions:
-                    w.regions[r.name] = w.call(
-                        "map", timeout=self.left(), region=r.name, npages=r.npages, thp=r.thp, node=r.node,
-                        mergeable=r.mergeable, worker=w.index,
-                        pattern={"kind": r.pattern.kind, "seed": r.pattern.seed, "groups": r.pattern.groups})
+                self.map_regions(w, g)
+
+    def group_of(self, w):
+        """The scenario.WorkerGroup worker w belongs to."""
+        return next(g for g in self.sc.workers if w in self.state.groups.get(g.name, ()))
+
+    def map_regions(self, w, group):
+        """Map, fill and advise worker w's regions as its group (scenario.WorkerGroup) defines them."""
+        for r in group.regions:
+            w.regions[r.name] = w.call(
+                "map", timeout=self.left(), region=r.name, npages=r.npages, thp=r.thp, node=r.node,
+                mergeable=r.mergeable, memfd=r.memfd, worker=w.index,
+                pattern={"kind": r.pattern.kind, "seed": r.pattern.seed, "groups": r.pattern.groups})
 
     def journaled(self, kind, to_journal, remove, defer):
         """A Tracked resource whose removal is deferred before it is made."""

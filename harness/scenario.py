@@ -41,6 +41,7 @@ class Region:
     mergeable: bool  # madvise(MADV_MERGEABLE) after the fill
     node: Optional[int]  # NUMA node to place it on (mbind), or None
     thp: Optional[bool]  # MADV_HUGEPAGE (True) / MADV_NOHUGEPAGE (False) / leave (None)
+    memfd: bool = False  # MAP_PRIVATE of a memfd (shmem) instead of anonymous memory
     line: int = field(default=0, compare=False)
 
 
@@ -93,6 +94,7 @@ class Scenario:
     steps: Tuple[Step, ...]
     expect: Tuple[Expectation, ...]
     timeout: float  # seconds for the whole scenario
+    cpuset: Optional[Mapping[str, Any]] = None  # setup.cpuset: mems, cpus (None: the parent's)
 
 
 class Parser:
@@ -105,6 +107,7 @@ class Parser:
         self.groups = {}  # group name -> set of region names
         self.group_sizes = {}  # group name -> worker count
         self.group_pages = {}  # group name -> {region name: pages}
+        self.memfd_regions = set()  # (group name, region name) of the regions mapped from a memfd
 
     def err(self, msg, node, key=None, field=None):
         return self.ctx.error(msg, node, key, field)
@@ -174,10 +177,12 @@ class Parser:
                 node = _within(self.ctx, r, "node", rw, _typed(self.ctx, r, "node", rw, (int,)), 0, MAX_NODE)
                 regions.append(Region(rname, parse_size(self.ctx, r, "size", rw), pattern,
                                       _typed(self.ctx, r, "mergeable", rw, (bool,), True), node,
-                                      _typed(self.ctx, r, "thp", rw, (bool,)), r.line))
+                                      _typed(self.ctx, r, "thp", rw, (bool,)),
+                                      _typed(self.ctx, r, "memfd", rw, (bool,), False), r.line))
             self.groups[name] = {r.name for r in regions}
             self.group_sizes[name] = count
             self.group_pages[name] = {r.name: r.npages for r in regions}
+            self.memfd_regions |= {(name, r.name) for r in regions if r.memfd}
             mapped += count * sum(r.npages for r in regions)
             if mapped > self.limits.memory_pages:
                 raise self.err(f"the workers map {mapped * PAGE >> 20} MiB in all, more than this machine's "
@@ -271,6 +276,7 @@ class Parser:
             _keys(self.ctx, c, "setup.cgroup", *document.keys("cgroup"))
             cgroup = {"limit_pages": parse_size(self.ctx, c, "limit", "setup.cgroup"),
                       "oom_kill": _typed(self.ctx, c, "oom_kill", "setup.cgroup", (bool,), True)}
+        cpuset = self.cpuset(setup["cpuset"]) if "cpuset" in setup else None
         steps = self.steps(doc["steps"])
         self.check_order(steps, swap, requires)
         timeout = _at_least(self.ctx, doc, "timeout", "scenario",
@@ -282,13 +288,25 @@ class Parser:
             description=str(doc.get("description", "")).strip(),
             file=self.ctx.file, line=doc.line_of("name"), params=dict(self.params), requires=requires,
             knobs=knobs, swap=swap, cgroup=cgroup, workers=workers, steps=steps,
-            expect=self.expectations(doc.get("expect")), timeout=float(timeout),
+            expect=self.expectations(doc.get("expect")), timeout=float(timeout), cpuset=cpuset,
         )
+
+    def cpuset(self, c):
+        """setup.cpuset: node and CPU lists as the kernel reads them ("0-1,3")."""
+        where = "setup.cpuset"
+        _keys(self.ctx, c, where, *document.keys("cpuset"))
+        out = {}
+        for spec in document.CPUSET:
+            value = _typed(self.ctx, c, spec.key, where, (str, int))
+            if value is not None and not re.fullmatch(spec.pattern, str(value)):
+                raise self.err(spec.message.format(value=value), c, spec.key, f"{where}.{spec.key}")
+            out[spec.key] = None if value is None else str(value)
+        return out
 
     def check_order(self, steps, swap, requires):
         """Impossible orders: paging out with no swap, fault injection with no
         swap device to inject into, acting on a worker after it exited."""
-        order = steps_mod.Order(self.ctx.file, requires, self.group_sizes, swap is not None)
+        order = steps_mod.Order(self.ctx.file, requires, self.group_sizes, swap is not None, self.memfd_regions)
         for step in steps_mod.walk(steps):
             step.check_order(order)
 
@@ -392,6 +410,8 @@ def dump(sc):
         setup["swap"] = {"kind": sc.swap["kind"], "size": dump_size(sc.swap["npages"])}
     if sc.cgroup:
         setup["cgroup"] = {"limit": dump_size(sc.cgroup["limit_pages"]), "oom_kill": sc.cgroup["oom_kill"]}
+    if sc.cpuset:
+        setup["cpuset"] = {k: v for k, v in sc.cpuset.items() if v is not None}
     if setup:
         out["setup"] = setup
     out["workers"] = [{"name": g.name, "count": g.count, "prctl_merge": g.prctl_merge,
@@ -409,6 +429,8 @@ def dump_region(r):
         out["node"] = r.node
     if r.thp is not None:
         out["thp"] = r.thp
+    if r.memfd:
+        out["memfd"] = r.memfd
     return out
 
 

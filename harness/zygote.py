@@ -14,7 +14,7 @@ import os
 import socket
 import sys
 
-from . import pages
+from . import pages, uffd
 from ._mem import ffi, lib
 
 from .pages import PAGE_SIZE
@@ -41,12 +41,12 @@ def check(rc, what):
 
 
 class Region:
-    """A private anonymous mapping and the key of each of its pages."""
+    """A private mapping (anonymous, or of a memfd) and the key of each of its pages."""
 
-    def __init__(self, npages, thp):
+    def __init__(self, npages, thp, memfd=False):
         length = npages * PAGE_SIZE
         extra = THP_SIZE if thp else 0
-        raw = lib.ksmh_map(length + extra)
+        raw = (lib.ksmh_map_memfd if memfd else lib.ksmh_map)(length + extra)
         if raw == ffi.NULL:
             raise CommandError(f"mmap of {length} bytes: {os.strerror(ffi.errno)}")
         start = int(ffi.cast("uintptr_t", raw))
@@ -56,6 +56,7 @@ class Region:
         self.npages = npages
         self.keys = ffi.new("uint64_t[]", npages)
         self.unreadable = bytearray(npages)  # 1 for a page mprotect()ed without PROT_READ
+        self.uffd = {}  # userfaultfd mode -> the descriptor its registration lives on
 
     def span(self, start, count):
         count = self.npages - start if count is None else count
@@ -112,7 +113,7 @@ class Worker:
         the first touch decides the node; MADV_HUGEPAGE before the fill lets the
         fault allocate huge pages; MADV_MERGEABLE last registers the VMA with
         ksmd (mm/ksm.c: ksm_madvise() -> __ksm_enter())."""
-        r = Region(args["npages"], args.get("thp", False))
+        r = Region(args["npages"], args.get("thp", False), args.get("memfd", False))
         length = r.npages * PAGE_SIZE
         if args.get("node") is not None:
             check(lib.ksmh_mbind(r.base, length, args["node"]), f"mbind to node {args['node']}")
@@ -189,6 +190,30 @@ class Worker:
         r.unreadable[start:start + count] = bytes([args["prot"] == "none"]) * count
         return {}
 
+    def op_userfaultfd(self, args):
+        """Register pages with a userfaultfd in a mode (uffd.py), once per
+        region and mode: the descriptor stays open, as closing it unregisters
+        (fs/userfaultfd.c userfaultfd_release()).  wp then sets or clears the
+        uffd-wp bit of each PTE (UFFDIO_WRITEPROTECT); no one reads the
+        descriptor, so a write to a protected page would wait for ever."""
+        r = self.region(args["region"])
+        base, count = r.span(args.get("start", 0), args.get("count"))
+        mode = args["mode"]
+        if mode not in r.uffd:
+            try:
+                fd = uffd.open_fd(mode)
+            except OSError as exc:
+                raise CommandError(str(exc)) from None
+            if lib.ksmh_uffd_register(fd, base, count * PAGE_SIZE, uffd.FEATURES[mode][1]) < 0:
+                err = ffi.errno
+                os.close(fd)
+                raise CommandError(f"UFFDIO_REGISTER {mode}: {os.strerror(err)}")
+            r.uffd[mode] = fd
+        if mode == "wp":
+            check(lib.ksmh_uffd_writeprotect(r.uffd[mode], base, count * PAGE_SIZE, args["protect"]),
+                  "UFFDIO_WRITEPROTECT")
+        return {}
+
     def op_verify(self, args):
         r = self.region(args["region"])
         if not any(r.unreadable):
@@ -230,6 +255,23 @@ class Worker:
             raise CommandError(f"writing {args['crash']} to {args['path']}: {exc.strerror}") from None
         return {}
 
+    def op_exec(self, args):
+        """execve() this process into a fresh worker (`python -m harness.zygote
+        --exec-worker FD PPID`) that keeps the command socket: same pid, a new
+        mm with none of the regions.  The new image answers this command
+        (exec_worker()).  The mm flags the kernel carries over (include/linux/
+        sched/coredump.h MMF_INIT_MASK, copied by kernel/fork.c mm_init())
+        include MMF_VM_MERGE_ANY, and fs/exec.c bprm_mm_init() -> ksm_execve()
+        puts the new mm on ksmd's list."""
+        fd = self.sock.fileno()
+        os.set_inheritable(fd, True)
+        try:
+            os.execv(sys.executable, [sys.executable, "-m", "harness.zygote", "--exec-worker", str(fd),
+                                      str(os.getppid())])
+        except OSError as exc:
+            os.set_inheritable(fd, False)
+            raise CommandError(f"execv {sys.executable}: {exc.strerror}") from None
+
     def op_stop(self, args):
         return {}
 
@@ -255,6 +297,9 @@ class Worker:
             pages += (end - start) // PAGE_SIZE
         return {"pages": pages}
 
+    def reply(self, reply):
+        self.sock.sendall(json.dumps(reply).encode() + b"\n")
+
     def serve(self):
         rfile = self.sock.makefile("rb")
         for line in rfile:
@@ -266,8 +311,20 @@ class Worker:
                 reply = {"ok": True, **getattr(self, "op_" + op)(msg)}
             except (CommandError, KeyError, AttributeError) as exc:
                 reply = {"ok": False, "error": f"{op}: {exc}"}
-            self.sock.sendall(json.dumps(reply).encode() + b"\n")
+            self.reply(reply)
         os._exit(0)
+
+
+def exec_worker(fd, ppid):
+    """A worker after op_exec: answers the exec command (its pid, and
+    PR_GET_MEMORY_MERGE, or -1 where the kernel has no such prctl), then
+    serves commands on the socket it inherited."""
+    if lib.ksmh_die_with_parent(ppid) < 0:
+        os._exit(1)
+    worker = Worker(socket.socket(fileno=fd))
+    os.set_inheritable(fd, False)
+    worker.reply({"ok": True, "pid": os.getpid(), "merge": lib.ksmh_prctl_memory_merge(0, 0)})
+    worker.serve()
 
 
 def zygote(sock, harness_pid):
@@ -313,4 +370,6 @@ def describe_status(status):
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--exec-worker":
+        exec_worker(int(sys.argv[2]), int(sys.argv[3]))
     zygote(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]))

@@ -23,8 +23,8 @@ STEPS: Dict[str, Type[Step]] = {cls.kind: cls for cls in (
     machine.Knob, machine.Wait, Action, control.Concurrent, machine.Check, control.Repeat,
     machine.FaultInjection, machine.Cgroup, machine.Swapoff)}
 ACTIONS: Dict[str, Type[Action]] = {cls.action: cls for cls in (
-    actions.Write, actions.Advise, actions.Mprotect, actions.Pageout, actions.Touch, actions.Verify, actions.Fork,
-    actions.PrctlMerge, actions.Migrate, actions.Exit, actions.Hwpoison, actions.Provoke)}
+    actions.Write, actions.Advise, actions.Mprotect, actions.Userfaultfd, actions.Pageout, actions.Touch, actions.Verify, actions.Fork,
+    actions.PrctlMerge, actions.Exec, actions.Migrate, actions.Exit, actions.Hwpoison, actions.Provoke)}
 
 __all__ = ["ACTIONS", "STEPS", "Action", "Order", "Spec", "Step", "kinds", "parse", "specs", "walk"]
 

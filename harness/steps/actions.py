@@ -3,7 +3,7 @@ memory and processes.  The worker half of each is zygote.py's op_NAME."""
 from dataclasses import dataclass
 from typing import ClassVar, Optional, Tuple
 
-from .. import dataverify, hwpoison, lkdtm, numa, pages
+from .. import dataverify, hwpoison, lkdtm, numa, pages, uffd
 from .base import Action
 from .fields import field
 from .values import ALL_PAGES, PageRange, Pattern, WaitFor, worker_names
@@ -81,6 +81,37 @@ class Mprotect(OnPages):
 
     def send(self, run, w):
         w.send("mprotect", region=self.region, prot=self.prot, **self.span(w))
+
+
+@dataclass(frozen=True)
+class Userfaultfd(OnPages):
+    action: ClassVar[str] = "userfaultfd"
+    op: ClassVar[Optional[str]] = "userfaultfd"
+    explorable: ClassVar[bool] = False  # a drawn write after wp waits for ever; minor needs a memfd region
+    summary: ClassVar[str] = ("Register pages with a userfaultfd (harness/uffd.py): wp write-protects them "
+                              "(UFFDIO_WRITEPROTECT; a write to them would then wait for ever), minor needs a "
+                              "memfd region.  The scenario skips where the kernel lacks the mode.")
+    mode: str = field("mode", "choice", "wp: UFFDIO_REGISTER_MODE_WP; minor: UFFDIO_REGISTER_MODE_MINOR.",
+                      required=True, choices=uffd.MODES,
+                      message="unknown userfaultfd mode {value!r} (" + ", ".join(uffd.MODES) + ")")
+    protect: bool = field("protect", "bool", "wp: set the uffd-wp bit (true) or clear it (false).", default=True)
+
+    def validate(self, p, m, where, in_concurrent):
+        if "protect" in m and self.mode != "wp":
+            raise p.err("protect is for mode wp", m, "protect", f"{where}.protect")
+
+    def check_order(self, order):
+        if self.mode == "minor":
+            groups = {s.group for s in self.workers}
+            groups = set(order.group_sizes) if "all" in groups else groups
+            plain = sorted(g for g in groups if (g, self.region) not in order.memfd)
+            if plain:
+                raise order.refuse(self, f"userfaultfd minor mode needs a memfd region: {self.region} of "
+                                         f"{', '.join(plain)} is anonymous (set memfd: true)")
+        super().check_order(order)
+
+    def send(self, run, w):
+        w.send("userfaultfd", region=self.region, mode=self.mode, protect=self.protect, **self.span(w))
 
 
 @dataclass(frozen=True)
@@ -172,6 +203,10 @@ class Fork(Action):
     def ends_processes(self):
         return True
 
+    def check_order(self, order):
+        super().check_order(order)
+        order.forked |= worker_names(self.workers, order.group_sizes)
+
     def send(self, run, w):
         wait = self.wait_for.command(run.ctx.knobs.root) if self.wait_for else {}
         w.send("fork", count=self.count, duration=self.duration, depth=self.depth,
@@ -196,6 +231,49 @@ class PrctlMerge(Action):
 
     def send(self, run, w):
         w.send("prctl_merge", value=self.value)
+
+
+@dataclass(frozen=True)
+class Exec(Action):
+    action: ClassVar[str] = "exec"
+    op: ClassVar[Optional[str]] = "exec"
+    explorable: ClassVar[bool] = False  # explore's drafts do not track which workers forked (check_order)
+    summary: ClassVar[str] = ("The workers execve() themselves (same pid, a new mm): the new image answers, "
+                              "then its regions are mapped and filled afresh as the group defines them "
+                              "(new addresses); PR_SET_MEMORY_MERGE is kept as the kernel keeps it.")
+    merge: Optional[int] = field("merge", "flag", "Check that PR_GET_MEMORY_MERGE reads this after exec "
+                                 "(1: MMF_VM_MERGE_ANY survived exec).")
+
+    @property
+    def drops_pages(self):
+        return True
+
+    @property
+    def ends_processes(self):
+        return True  # the old mm exits (exit_mmap() -> ksm_exit())
+
+    def check_order(self, order):
+        super().check_order(order)
+        forked = sorted(worker_names(self.workers, order.group_sizes) & order.forked)
+        if forked:
+            raise order.refuse(self, f"exec of workers an earlier fork step acted on ({', '.join(forked)}): "
+                                     f"their children keep the old regions, which the harness no longer knows")
+
+    def send(self, run, w):
+        w.send("exec")
+
+    def receive(self, run, w, reply, windows):
+        run.check(f"{w.name} keeps its pid over exec", reply["pid"] == w.pid,
+                  f"pid {w.pid} before, {reply['pid']} after")
+        if self.merge is not None:
+            run.check(f"{w.name}: PR_GET_MEMORY_MERGE after exec == {self.merge}", reply["merge"] == self.merge,
+                      f"PR_GET_MEMORY_MERGE read {reply['merge']}")
+        w.regions.clear()
+        for key in [k for k in run.state.frames if k[0] == w.name]:
+            del run.state.frames[key]
+        run.map_regions(w, run.group_of(w))
+        run.state.notes.append(f"{w.name}: exec'd (PR_GET_MEMORY_MERGE {reply['merge']}), "
+                               f"regions {', '.join(w.regions)} mapped afresh")
 
 
 @dataclass(frozen=True)

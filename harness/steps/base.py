@@ -24,7 +24,9 @@ class Order:
     requires: Any  # scenario.Requirements
     group_sizes: Dict[str, int]  # worker group -> count
     swap: bool  # a swap device is there (setup.swap, and no swapoff since)
+    memfd: set = dataclasses.field(default_factory=set)  # (group, region) of the regions mapped from a memfd
     exited: set = dataclasses.field(default_factory=set)  # workers ("a[0]") an exit step ended
+    forked: set = dataclasses.field(default_factory=set)  # workers ("a[0]") a fork step acted on
 
     def refuse(self, step, message):
         return InputError(message, file=self.file, line=step.line, field="steps")
@@ -89,6 +91,7 @@ class Action(Step):
     action: ClassVar[str]  # the `do:` value
     op: ClassVar[Optional[str]] = None  # the worker's command (zygote.py op_NAME); None: the harness acts
     damaging: ClassVar[bool] = False  # damages the running kernel for good (harness/damage.py)
+    explorable: ClassVar[bool] = True  # `ksm-harness explore` may draw it (false: random steps after it would hang)
     needs_one_of: ClassVar[Tuple[str, ...]] = ()  # keys of which the mapping must have one (the schema's anyOf)
     workers: Tuple[values.Selector, ...] = field("workers", "workers", "Which workers (default all).",
                                                  default=values.ALL_WORKERS)

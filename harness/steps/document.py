@@ -48,6 +48,7 @@ SETUP = (
     Spec("knobs", "knob_writes", "Knobs written in order after run=2, before the workers start."),
     Spec("swap", "swap", "A swap device made for this scenario and removed after it."),
     Spec("cgroup", "cgroup", "Run the workers in a memory cgroup."),
+    Spec("cpuset", "cpuset", "Run the workers in a cpuset bound to NUMA nodes and CPUs (LTP ksm02/ksm04)."),
 )
 SWAP = (
     Spec("kind", "choice", "file: a swap file on a loop device; zram: a zram device.", required=True,
@@ -58,6 +59,13 @@ CGROUP = (
     Spec("limit", "size", "The memory limit (memory.max, or v1's limit_in_bytes).", required=True),
     Spec("oom_kill", "bool", "false: a worker over the limit waits in the page fault instead of being "
                              "OOM-killed (v1 memory.oom_control).", default=True),
+)
+CPU_LIST = r"\d+(-\d+)?(,\d+(-\d+)?)*"  # a kernel CPU or node list: 0-1,3 (lib/bitmap.c bitmap_parselist())
+CPUSET = (
+    Spec("mems", "str", "NUMA nodes the workers' pages come from (cpuset.mems), a list such as 0 or 0-1.",
+         required=True, pattern=CPU_LIST, message="mems must be a node list such as 0 or 0-1,3; not {value!r}"),
+    Spec("cpus", "str", "CPUs the workers run on (cpuset.cpus), a list such as 0-1; default the parent's.",
+         pattern=CPU_LIST, message="cpus must be a CPU list such as 0 or 0-1,3; not {value!r}"),
 )
 WORKER_GROUP = (
     Spec("name", "name", "Group name: the workers are NAME[0] .. NAME[count-1] (not 'all').", required=True),
@@ -72,6 +80,8 @@ REGION = (
     Spec("mergeable", "bool", "madvise(MADV_MERGEABLE) after the fill.", default=True),
     Spec("node", "int", "NUMA node to place the region on (mbind).", minimum=0, maximum=MAX_NODE),
     Spec("thp", "bool", "true: MADV_HUGEPAGE, false: MADV_NOHUGEPAGE; unset: the system default."),
+    Spec("memfd", "bool", "Map a memfd (shmem file) MAP_PRIVATE instead of anonymous memory: written pages "
+                          "are anonymous copies KSM merges; userfaultfd minor mode needs it.", default=False),
 )
 PATTERN = (
     Spec("kind", "choice", "same: every page equal; groups: page i equals page j when i % groups == j % groups; "
@@ -99,8 +109,9 @@ PARTS: Dict[str, Tuple[Tuple[Spec, ...], str]] = {
     "setup": (SETUP, "What the harness prepares before the workers start."),
     "swap": (SWAP, "setup.swap: a swap device made for this scenario and removed after it."),
     "cgroup": (CGROUP, "setup.cgroup: run the workers in a memory cgroup."),
+    "cpuset": (CPUSET, "setup.cpuset: run the workers in a cpuset (made for the scenario, removed after)."),
     "workerGroup": (WORKER_GROUP, "A group of identical worker processes."),
-    "region": (REGION, "One anonymous private mapping of each worker."),
+    "region": (REGION, "One private mapping of each worker (anonymous, or of a memfd)."),
     "pattern": (PATTERN, "What a region is filled with: a kind, or a mapping with kind, seed, groups."),
     "waitFor": (WAIT_FOR, "Before acting, wait until a KSM file reads a value."),
     "expectation": (EXPECTATION, "Checked after the steps: a condition, or a mapping with one of that, data, "

@@ -51,6 +51,7 @@ TYPES = {
     "setup": "the setup part",
     "swap": "the setup.swap part",
     "cgroup": "the setup.cgroup part",
+    "cpuset": "the setup.cpuset part",
     "worker_groups": "a non-empty list of worker groups",
     "regions": "a non-empty list of regions",
     "expectations": "a list of expectations",

@@ -69,6 +69,7 @@ VALUE_SCHEMAS = {
     "setup": lambda s: ref("setup"),
     "swap": lambda s: ref("swap"),
     "cgroup": lambda s: ref("cgroup"),
+    "cpuset": lambda s: ref("cpuset"),
     "limit": lambda s: {"type": "object", "additionalProperties": False, "properties": {"limit": ref("size")},
                         "required": ["limit"]},
     "steps": lambda s: array(ref("step")),
@@ -84,7 +85,7 @@ VALUE_SCHEMAS = {
 }
 # types whose values a ${param} cannot stand for in a schema (any string already matches, or structure)
 NO_PARAM = {"str", "regex", "region", "name", "strings", "steps", "worker_groups", "regions", "expectations",
-            "matrix", "requires", "setup", "swap", "cgroup", "limit", "knob_writes", "size", "condition",
+            "matrix", "requires", "setup", "swap", "cgroup", "cpuset", "limit", "knob_writes", "size", "condition",
             "workers", "pattern", "wait_for"}
 
 

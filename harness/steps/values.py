@@ -23,6 +23,8 @@ PROCESS_METRIC_DOCS = {
     "processes": "processes counted (workers and live descendants)",
     "ksm_pages": "distinct KSM page frames backing the region (across the group's processes)",
     "max_sharing": "the most mappings of one KSM page frame (what max_page_sharing caps)",
+    "uffd_wp": "pages whose PTE is userfaultfd write-protected (pagemap PM_UFFD_WP)",
+    "uffd_minor": "pages inside a VMA registered for userfaultfd minor faults (smaps VmFlags ui: VM_UFFD_MINOR)",
     "poisoned": "pages a hwpoison step saw the kernel mark KPF_HWPOISON",
     "lost_in_swapcache": "frames recorded at pageout that are now poisoned, unmapped, in swapcache and not up "
                          "to date (what me_swapcache_dirty() leaves)",

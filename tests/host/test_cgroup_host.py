@@ -104,3 +104,24 @@ def test_remove_stale_from_journal(group, child):
     assert not os.path.exists(group.path)
     assert cgroup.remove_stale(cgroup.from_journal(d)) is False
     assert child.poll() is None
+
+
+def test_cpuset_binds_a_task_to_its_nodes(child, request):
+    """A task added to a cpuset takes its nodes (cpuset_attach() sets
+    mems_allowed): /proc/PID/status reads them; remove() moves it home."""
+    if os.geteuid() != 0:
+        pytest.skip("cpusets need root")
+    reason = cgroup.available(controller="cpuset")
+    if reason:
+        pytest.skip(reason)
+    cs = cgroup.Cpuset.create(f"host-test-{os.getpid()}-{request.node.name[:40]}")
+    try:
+        cs.place(None, "0")
+        cs.add(child.pid)
+        assert cs.pids() == [child.pid] and cs.effective()["mems"] == "0"
+        with open(f"/proc/{child.pid}/status") as f:
+            status = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+        assert status["Mems_allowed_list"].strip() == "0"
+    finally:
+        cs.remove()
+    assert not os.path.exists(cs.path) and child.poll() is None

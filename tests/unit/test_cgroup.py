@@ -220,3 +220,49 @@ def test_remove_stale_tolerates_gone(tmp_path):
     assert cgroup.remove_stale(cg) is False
     assert not parent.exists()  # the empty parent goes too
     assert cgroup.remove_stale(cg) is False
+
+
+@pytest.fixture
+def cpuset_tree(tmp_path, monkeypatch):
+    """A fake /proc whose mountinfo has a v1 cpuset hierarchy at tmp_path/cpuset (CPUs 0-3, nodes 0-1)."""
+    proc, mount = tmp_path / "proc", tmp_path / "cpuset"
+    (proc / "self").mkdir(parents=True)
+    mount.mkdir()
+    (mount / "cpuset.cpus").write_text("0-3\n")
+    (mount / "cpuset.mems").write_text("0-1\n")
+    (proc / "self/cgroup").write_text("3:cpuset:/\n4:memory:/process_api/ee7e\n")
+    (proc / "self/mountinfo").write_text(f"30 25 0:26 / {mount} rw,relatime - cgroup cgroup rw,cpuset\n")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    return proc, mount
+
+
+def test_cpuset_v1_parent_gets_its_parents_cpus_and_nodes(cpuset_tree):
+    proc, mount = cpuset_tree
+    assert cgroup.available(str(proc), "memory").startswith("no memory cgroup controller mounted (CONFIG_MEMCG")
+    assert cgroup.available(str(proc), "cpuset") is None
+    cs = cgroup.Cpuset.create("scen", str(proc))
+    assert cs == cgroup.Cpuset(str(mount / "ksm-harness/scen"), 1, str(mount))
+    # a v1 cpuset starts empty (the fake's files do not appear by themselves)
+    assert (mount / "ksm-harness/cpuset.cpus").read_text() == "0-3"
+    assert (mount / "ksm-harness/cpuset.mems").read_text() == "0-1"
+    (mount / "ksm-harness/cpuset.effective_cpus").write_text("0-3\n")
+    cs.place(None, "1")
+    assert (mount / "ksm-harness/scen/cpuset.cpus").read_text() == "0-3"
+    assert (mount / "ksm-harness/scen/cpuset.mems").read_text() == "1"
+
+
+def test_cpuset_journal_round_trip_and_missing_controller(cpuset_tree, tmp_path):
+    cs = cgroup.Cpuset("/sys/fs/cgroup/cpuset/ksm-harness/a", 1, "/sys/fs/cgroup/cpuset")
+    d = json.loads(json.dumps(cgroup.to_journal(cs)))
+    assert d["resource"] == "cpuset" and cgroup.from_journal(d) == cs
+    proc, _ = cpuset_tree
+    (proc / "self/mountinfo").write_text("")
+    assert cgroup.available(str(proc), "cpuset") == ("no cpuset cgroup controller mounted (CONFIG_CPUSETS; "
+                                                     "cgroup or cgroup2 with cpuset)")
+    with pytest.raises(Skip):
+        cgroup.Cpuset.create("x", str(proc))
+
+
+@pytest.mark.parametrize("text, numbers", [("0", {0}), ("0-2,5\n", {0, 1, 2, 5}), ("", set()), ("1,1-2", {1, 2})])
+def test_parse_list(text, numbers):
+    assert cgroup.parse_list(text) == numbers

@@ -15,7 +15,7 @@ from harness.results import FAIL, PASS, RunResult, ScenarioResult
 
 LIMITS = Limits(memory_pages=(8 << 30) // scenario.PAGE)
 VOCAB = vocabulary.Vocabulary(
-    actions=tuple(n for n, c in steps.ACTIONS.items() if not c.damaging),
+    actions=tuple(n for n, c in steps.ACTIONS.items() if not c.damaging and c.explorable),
     knobs=tuple(vocabulary.KNOB_VALUES.items()), nodes=(0, 1), thp=True, swap=True)
 
 

@@ -118,7 +118,7 @@ BROKEN = [
      "timeout, workers)"),
     ("unknown-region-key", BASE.replace("size: 4M}", "size: 4M, colour: red}"), 6,
      "workers[0].regions[0].colour",
-     "unknown key 'colour' (expected one of: mergeable, name, node, pattern, size, thp)"),
+     "unknown key 'colour' (expected one of: memfd, mergeable, name, node, pattern, size, thp)"),
     ("wrong-type", BASE.replace("count: 2", 'count: "two"'), 4, "workers[0].count",
      "must be int, not str 'two'"),
     ("bad-size", BASE.replace("size: 4M", "size: 4Q"), 6, "workers[0].regions[0].size",
@@ -139,7 +139,7 @@ BROKEN = [
      "'a.r.ksm == 0')"),
     ("unknown-metric", BASE + '  - check: "a.r.bogus == 0"\n', 9, "steps[1].check.until",
      "unknown metric 'bogus' (expected one of: ksm, swapped, swapcache, present, zero, thp, sigbus, bad, "
-     "processes, ksm_pages, max_sharing, poisoned, lost_in_swapcache, nodeN)"),
+     "processes, ksm_pages, max_sharing, uffd_wp, uffd_minor, poisoned, lost_in_swapcache, nodeN)"),
     ("percent-of-page-frames", BASE + '  - check: "a.r.ksm_pages >= 50%"\n', 9, "steps[1].check.until",
      "ksm_pages counts page frames, not a share of the region: drop the %"),
     ("unknown-group-metric", BASE + '  - check: "a.bogus == 0"\n', 9, "steps[1].check.until",
@@ -176,8 +176,8 @@ BROKEN = [
     ("fork-unbounded", BASE + "  - do: fork\n    workers: a\n", 9, "steps[1].do",
      "fork needs count, duration or until_done"),
     ("unknown-action", BASE + "  - do: dance\n", 9, "steps[1].do",
-     "unknown action 'dance' (expected one of: write, advise, mprotect, pageout, touch, verify, fork, prctl_merge, "
-     "migrate, exit, hwpoison, provoke)"),
+     "unknown action 'dance' (expected one of: write, advise, mprotect, userfaultfd, pageout, touch, verify, fork, "
+     "prctl_merge, exec, migrate, exit, hwpoison, provoke)"),
     ("knob-write-expect", BASE + "  - knob: {run: 2}\n    expect: EAGAIN\n", 10, "steps[1].expect",
      "expect must be one of ok, EBUSY, EINVAL"),
     ("duplicate-key", BASE + "name: u\n", 9, "name", "duplicate key 'name'"),
