@@ -48,7 +48,7 @@ def prctl_merge_works():
 def detect(knobs, swap_available, thp, prctl=prctl_merge_works, nodes=numa.nodes_with_memory):
     """The whole vocabulary of this machine: every registry action that does
     not damage the kernel for good (hwpoison, provoke) and that random steps
-    after it cannot hang or refuse (not userfaultfd, exec: steps.Action.explorable), prctl_merge where the
+    after it cannot hang or refuse (not userfaultfd, exec, mprotect: steps.Action.explorable), prctl_merge where the
     kernel has it, pageout where swap can be made; every knob of KNOB_VALUES
     this kernel has."""
     actions = []
