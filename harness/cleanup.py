@@ -121,5 +121,16 @@ class signals_deferred:
         if self.seen and isinstance(outer, signals_deferred):
             outer.seen.extend(self.seen)  # inside a cleanup that defers them too: counted there
         elif self.seen:
-            signal.raise_signal(self.seen[0])  # now handled as it would have been
+            self.redeliver(self.seen[0])
         return False
+
+    def redeliver(self, signum):
+        """The signal, handled now as it would have been.  A Python handler
+        (KeyboardInterrupt's) is called here: signal.raise_signal() leaves it to
+        the interpreter's next check, which a loaded machine once delayed past
+        the caller's `except KeyboardInterrupt` (CI: the run ended without it)."""
+        handler = self.previous[signum]
+        if callable(handler):
+            handler(signum, None)
+        elif handler != signal.SIG_IGN:  # SIG_DFL, or a handler installed from C
+            signal.raise_signal(signum)
