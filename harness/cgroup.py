@@ -326,10 +326,17 @@ class Cpuset(Cgroup):
                 if not _read_words(os.path.join(parent, name)):
                     _write(os.path.join(parent, name), " ".join(_read_words(os.path.join(hierarchy.mount, name))))
 
+    def effective_file(self, what: str, directory: str) -> str:
+        """Where the CPUs or nodes (`what`: cpus, mems) a cpuset really has are
+        read: v1 cpuset.effective_cpus, v2 cpuset.cpus.effective
+        (kernel/cgroup/cpuset-v1.c legacy_files, cpuset.c dfl_files)."""
+        name = f"cpuset.effective_{what}" if self.version == 1 else f"cpuset.{what}.effective"
+        return os.path.join(directory, name)
+
     def place(self, cpus: Optional[str], mems: str):
         """Bind to CPUs (a list such as "0-1,3"; None: the parent's) and NUMA nodes ("0")."""
         if cpus is None:
-            cpus = " ".join(_read_words(os.path.join(os.path.dirname(self.path), "cpuset.effective_cpus")))
+            cpus = " ".join(_read_words(self.effective_file("cpus", os.path.dirname(self.path))))
         for name, value in (("cpuset.cpus", cpus), ("cpuset.mems", mems)):
             try:
                 _write(os.path.join(self.path, name), value)
@@ -338,8 +345,7 @@ class Cpuset(Cgroup):
 
     def effective(self) -> Dict[str, str]:
         """cpuset.effective_cpus and cpuset.effective_mems, as the kernel reads them."""
-        return {name: " ".join(_read_words(os.path.join(self.path, f"cpuset.effective_{name}")))
-                for name in ("cpus", "mems")}
+        return {name: " ".join(_read_words(self.effective_file(name, self.path))) for name in ("cpus", "mems")}
 
 
 class _Unreclaimable(Exception):

@@ -12,8 +12,9 @@ What /init does (the contract with harness/vm.py):
   upper layer is a tmpfs, so the guest can write anywhere and the host sees
   none of it;
 - inside that new root mounts proc, sysfs, devtmpfs (+ devpts, /dev/shm),
-  debugfs, the cgroup v1 memory controller at /sys/fs/cgroup/memory (or, on a
-  kernel without v1 memory, cgroup2 at /sys/fs/cgroup with +memory), a tmpfs on
+  debugfs, the cgroup v1 memory controller at /sys/fs/cgroup/memory and cpuset at
+  /sys/fs/cgroup/cpuset (or, on a kernel without v1 memory, cgroup2 at
+  /sys/fs/cgroup with +memory and +cpuset), a tmpfs on
   /run, and the writable 9p share RESULTS_TAG at GUEST_RESULTS (the side
   channel back to the host);
 - runs GUEST_RESULTS/COMMAND_FILE (written by the host) in the new root with
@@ -95,6 +96,9 @@ mount -t tmpfs -o mode=0755 cgroup $R/sys/fs/cgroup || fail "mount tmpfs on cgro
 mkdir $R/sys/fs/cgroup/memory
 if mount -t cgroup -o memory memory $R/sys/fs/cgroup/memory 2>/dev/null; then
     BOOTCG=$R/sys/fs/cgroup/memory/ksm-harness-boot
+    # cpuset beside it where the kernel has it (CONFIG_CPUSETS; setup.cpuset skips without)
+    mkdir $R/sys/fs/cgroup/cpuset
+    mount -t cgroup -o cpuset cpuset $R/sys/fs/cgroup/cpuset 2>/dev/null || rmdir $R/sys/fs/cgroup/cpuset
 else
     # No v1 memory controller (6.12+ without CONFIG_MEMCG_V1, mm/memcontrol-v1.c):
     # memory is on the unified hierarchy only.  Its children get a memory
@@ -102,6 +106,7 @@ else
     umount $R/sys/fs/cgroup || fail "umount tmpfs on cgroup"
     mount -t cgroup2 cgroup2 $R/sys/fs/cgroup || fail "mount cgroup v1 memory or cgroup2"
     echo +memory > $R/sys/fs/cgroup/cgroup.subtree_control || fail "enable +memory in cgroup2"
+    echo +cpuset > $R/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null  # where CONFIG_CPUSETS
     BOOTCG=$R/sys/fs/cgroup/ksm-harness-boot
 fi
 # The first memcg below the root switches kmem accounting on: a static key in

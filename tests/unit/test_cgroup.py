@@ -251,6 +251,19 @@ def test_cpuset_v1_parent_gets_its_parents_cpus_and_nodes(cpuset_tree):
     assert (mount / "ksm-harness/scen/cpuset.mems").read_text() == "1"
 
 
+def test_cpuset_v2_reads_its_effective_files(tmp_path):
+    # v2 names them cpuset.cpus.effective and cpuset.mems.effective (v1: cpuset.effective_cpus)
+    parent = tmp_path / "ksm-harness"
+    (parent / "scen").mkdir(parents=True)
+    (parent / "cpuset.cpus.effective").write_text("0-1\n")
+    (parent / "scen/cpuset.cpus.effective").write_text("0-1\n")
+    (parent / "scen/cpuset.mems.effective").write_text("0\n")
+    cs = cgroup.Cpuset(str(parent / "scen"), 2, str(tmp_path))
+    cs.place(None, "0")
+    assert (parent / "scen/cpuset.cpus").read_text() == "0-1"
+    assert cs.effective() == {"cpus": "0-1", "mems": "0"}
+
+
 def test_cpuset_journal_round_trip_and_missing_controller(cpuset_tree, tmp_path):
     cs = cgroup.Cpuset("/sys/fs/cgroup/cpuset/ksm-harness/a", 1, "/sys/fs/cgroup/cpuset")
     d = json.loads(json.dumps(cgroup.to_journal(cs)))
