@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from harness import scenario, steps
-from harness.explore import command, vocabulary
+from harness.explore import command, machine, vocabulary
 from harness.explore.session import Outcome, step_count
 from harness.knobs import Knobs
 from harness.limits import Limits
@@ -136,3 +136,19 @@ def test_narrowed_to_what_a_scenario_uses(tmp_path):
 
 def test_step_count_counts_top_level_steps():
     assert step_count({"steps": [{"knob": {"run": 1}}, {"concurrent": []}]}) == 2
+
+
+def test_no_merge_wait_where_nothing_is_mergeable():
+    # ksmd drops an mm with no VM_MERGEABLE mapping from its list, and full_scans stops with it
+    draft = machine.Draft("x", groups={"g1": {"name": "g1", "count": 2, "regions": [{"name": "r1"}]},
+                                       "g2": {"name": "g2", "count": 1, "regions": [{"name": "r1"}]}})
+    draft.add({"do": "advise", "workers": "g1[1]", "region": "r1", "advice": "unmergeable"})
+    assert draft.mergeable()  # g2 still merges
+    draft.add({"do": "advise", "workers": "g2", "region": "r1", "advice": "unmergeable"})
+    assert not draft.mergeable()
+    draft.add({"do": "advise", "workers": "all", "region": "r1", "advice": "mergeable"})
+    assert draft.mergeable()
+    draft.add({"do": "advise", "workers": "all", "region": "r1", "advice": "unmergeable"})
+    assert not draft.mergeable()
+    draft.add({"do": "prctl_merge", "workers": "g1", "value": 1})
+    assert draft.mergeable()
