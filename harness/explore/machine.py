@@ -72,28 +72,41 @@ class Draft:
     # not unmerge (the zygote is not on ksmd's list: pages.mergeable_mappings()),
     # so merge_across_nodes and max_page_sharing may be EBUSY for good
     merge_any: bool = False
-    # (group, region) that an advise step made unmergeable for some of its workers
+    # (group, region) that an advise step (or PR_SET_MEMORY_MERGE=0) may have made unmergeable
     unmergeable: set = field(default_factory=set)
+    merge_any_groups: set = field(default_factory=set)  # groups whose workers set PR_SET_MEMORY_MERGE=1 last
 
     def add(self, step):
         self.steps.append(step)
-        if step.get("do") == "prctl_merge" and step.get("value") == 1:
-            self.merge_any = True
+        if step.get("do") == "prctl_merge":
+            named = self.named(step["workers"])
+            if step.get("value") == 1:
+                self.merge_any = True
+                self.merge_any_groups |= named
+            else:
+                # mm/ksm.c ksm_disable_merge_any() -> ksm_del_vmas() clears VM_MERGEABLE on every VMA
+                self.merge_any_groups -= named
+                self.unmergeable |= {(g, r["name"]) for g in named for r in self.groups[g]["regions"]}
         if step.get("do") == "advise" and step["advice"] in ("mergeable", "unmergeable"):
-            named = {(g, step["region"]) for g in self.groups
-                     if step["workers"] in ("all", g) or step["workers"].startswith(f"{g}[")}
+            named = {(g, step["region"]) for g in self.named(step["workers"])}
             self.unmergeable = self.unmergeable | named if step["advice"] == "unmergeable" \
                 else self.unmergeable - named
 
+    def named(self, workers):
+        """The groups a selector names ("all", "g1" or "g1[0]")."""
+        return {g for g in self.groups if workers in ("all", g) or workers.startswith(f"{g}[")}
+
     def mergeable(self):
-        """Some worker may still have a VM_MERGEABLE mapping.  ksmd drops an mm
-        that has none from its list once it has walked it (mm/ksm.c
+        """Some worker surely still has a VM_MERGEABLE mapping.  ksmd drops an
+        mm that has none from its list once it has walked it (mm/ksm.c
         scan_get_next_rmap_item(): "found no VM_MERGEABLE"), and with the list
         empty ksmd_should_run() is false: full_scans stops, and a wait for two
-        more would time out, a false alarm (explore's second 30-minute run on
-        6.18 raised it three times, after MADV_UNMERGEABLE of the only region)."""
-        return self.merge_any or any((g, r["name"]) not in self.unmergeable
-                                     for g, group in self.groups.items() for r in group["regions"])
+        more would time out, a false alarm (explore's 30-minute runs on 6.18
+        raised it after MADV_UNMERGEABLE of the only region, and after
+        PR_SET_MEMORY_MERGE=0).  Where unsure, it says no: a wait left out
+        costs nothing."""
+        return bool(self.merge_any_groups) or any((g, r["name"]) not in self.unmergeable
+                                                  for g, group in self.groups.items() for r in group["regions"])
 
     def unshared(self):
         """The knobs of NEED_UNSHARED can be written now."""

@@ -152,3 +152,6 @@ def test_no_merge_wait_where_nothing_is_mergeable():
     assert not draft.mergeable()
     draft.add({"do": "prctl_merge", "workers": "g1", "value": 1})
     assert draft.mergeable()
+    draft.add({"do": "advise", "workers": "all", "region": "r1", "advice": "mergeable"})
+    draft.add({"do": "prctl_merge", "workers": "all", "value": 0})  # ksm_del_vmas(): every VMA
+    assert not draft.mergeable()
