@@ -47,7 +47,7 @@ def test_broken_scenario_is_exit_2_and_touches_nothing(machine):
     assert proc.returncode == 2
     assert err.strip().splitlines() == [
         f"ksm-harness: {DATA / 'broken.yaml'}:7: workers[0].regions[0].patern: unknown key 'patern' "
-        "(expected one of: mergeable, name, node, pattern, size, thp)"]
+        "(expected one of: memfd, mergeable, name, node, pattern, size, thp)"]
 
 
 def wait_for_setup(knobs):
