@@ -156,12 +156,18 @@ def mergeable_mappings(pid, proc=Path("/proc")):
     parent becomes a KSM page in place when a mergeable relative's copy is
     merged (try_to_merge_one_page() keeps the page), and run=2 unmerges only
     the mms on ksmd's list."""
+    return flagged_mappings(pid, "mg", proc)
+
+
+def flagged_mappings(pid, flag, proc=Path("/proc")):
+    """The mappings of /proc/PID/smaps whose VmFlags has `flag`
+    (fs/proc/task_mmu.c show_smap_vma_flags(): "mg" VM_MERGEABLE, "ui" VM_UFFD_MINOR)."""
     out, current = [], None
     for line in (Path(proc) / str(pid) / "smaps").read_text().splitlines():
         head = line.split(maxsplit=5)
         if head[0] == "VmFlags:":
             flags = tuple(line.split()[1:])
-            if current and "mg" in flags:
+            if current and flag in flags:
                 out.append(Mapping(*current, flags))
         elif "-" in head[0] and not head[0].endswith(":"):
             start, end = (int(x, 16) for x in head[0].split("-"))
@@ -170,17 +176,10 @@ def mergeable_mappings(pid, proc=Path("/proc")):
 
 
 def flagged_pages(pid, addr, npages, flag, proc=Path("/proc")):
-    """Pages of [addr, +npages) inside a VMA whose smaps VmFlags has `flag`
-    (fs/proc/task_mmu.c show_smap_vma_flags(): "ui" is VM_UFFD_MINOR)."""
-    end, count, span = addr + npages * PAGE_SIZE, 0, None
-    for line in (Path(proc) / str(pid) / "smaps").read_text().splitlines():
-        head = line.split(maxsplit=1)[0]
-        if head == "VmFlags:":
-            if span and flag in line.split()[1:]:
-                count += max(0, min(span[1], end) - max(span[0], addr)) // PAGE_SIZE
-        elif "-" in head and not head.endswith(":"):
-            span = tuple(int(x, 16) for x in head.split("-"))
-    return count
+    """Pages of [addr, +npages) inside a mapping whose smaps VmFlags has `flag`."""
+    end = addr + npages * PAGE_SIZE
+    return sum(max(0, min(m.end, end) - max(m.start, addr)) // PAGE_SIZE
+               for m in flagged_mappings(pid, flag, proc))
 
 
 @dataclass(frozen=True)
