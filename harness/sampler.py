@@ -11,10 +11,14 @@ from pathlib import Path
 from .results import Sample
 
 # /proc/vmstat fields that tell what KSM and swap did (missing ones are skipped:
-# ksm_swpin_copy appeared in 4.x, cow_ksm in 6.x).
+# ksm_swpin_copy appeared in 4.x, cow_ksm in 6.x), and who migrated pages:
+# NUMA balancing (numa_pages_migrated, from do_numa_page()) or kcompactd
+# (compact_daemon_migrate_scanned), since a page under migration has a
+# migration entry and ksmd cannot merge it.
 VMSTAT_FIELDS = (
     "ksm_swpin_copy", "cow_ksm", "pswpin", "pswpout", "swap_ra", "swap_ra_hit",
     "thp_split_page", "thp_fault_alloc", "pgmigrate_success", "pgmigrate_fail",
+    "numa_pages_migrated", "compact_daemon_migrate_scanned",
     "nr_anon_pages", "nr_swapcached", "workingset_refault_anon", "pgmajfault",
 )
 
