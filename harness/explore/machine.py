@@ -34,6 +34,10 @@ RACE_ACTIONS = ("touch", "fork")  # actions that can start on a knob value (thei
 # merges between the pages_shared read and the page walk is a false alarm
 RACE_RUN = ("2", "0")
 SCENARIO_TIMEOUT = 300
+# a ballast group: pages of few contents that merge, first in ksmd's list
+BALLAST_PAGES = 4096  # per worker (16 MiB), as the seed scenarios' ballast
+BALLAST_COUNT = (2, 4)  # workers
+BALLAST_PATTERN = {"kind": "groups", "seed": 9, "groups": 256}
 
 
 def whole(rule_function):
@@ -185,6 +189,22 @@ class ExploreMachine(RuleBasedStateMachine):
         name = f"g{len(self.draft.groups) + 1}"
         self.draft.groups[name] = {"name": name, "count": data.draw(st.integers(1, MAX_COUNT)), "regions": []}
         return self.region(data, name)
+
+    @precondition(lambda self: not self.draft.groups)
+    @rule(target=regions, data=st.data())
+    @whole
+    def add_ballast(self, data):
+        """A first group of many merged pages: run=2 unmerges ksmd's list in
+        order (mm/ksm.c unmerge_and_remove_all_rmap_items() walks
+        ksm_mm_head from the start; __ksm_enter() adds at the tail), so while
+        it breaks the ballast's COW the groups after it are still merged: the
+        window a fork or a swap-in must land in to catch parts 2 and 3 of the
+        seed fix, which explore's small regions close in milliseconds."""
+        name = "g1"
+        region = {"name": "r1", "size": f"{BALLAST_PAGES} pages", "pattern": dict(BALLAST_PATTERN)}
+        self.draft.groups[name] = {"name": name, "count": data.draw(st.integers(*BALLAST_COUNT)),
+                                   "regions": [region]}
+        return name, region["name"]
 
     @rule(target=regions, data=st.data(), where=regions)
     @whole
