@@ -72,6 +72,33 @@ int ksmh_unmap(void *addr, size_t len) { return munmap(addr, len); }
 int ksmh_madvise(void *addr, size_t len, int advice) { return madvise(addr, len, advice); }
 int ksmh_mprotect(void *addr, size_t len, int prot) { return mprotect(addr, len, prot); }
 
+void *ksmh_map_fixed(void *addr, size_t len)
+{
+    /* fresh private anonymous memory over [addr, +len): mm/mmap.c
+     * mmap_region() unmaps what was there, then tries to merge the new VMA
+     * with its neighbours (mm/vma.c) */
+    void *p = mmap(addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void *ksmh_mremap_away(void *addr, size_t len)
+{
+    /* MREMAP_FIXED onto a fresh reservation, so the pages surely move (a
+     * plain MREMAP_MAYMOVE of an unchanged length leaves them in place):
+     * mm/mremap.c move_vma() moves the page tables to the new address. */
+    void *to = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (to == MAP_FAILED)
+        return NULL;
+    void *p = mremap(addr, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+    if (p == MAP_FAILED) {
+        int err = errno;
+        munmap(to, len);
+        errno = err;
+        return NULL;
+    }
+    return p;
+}
+
 int ksmh_prctl_memory_merge(int set, int value)
 {
     if (set)

@@ -52,6 +52,10 @@ void *ksmh_map_memfd(size_t len);
 int ksmh_unmap(void *addr, size_t len);
 int ksmh_madvise(void *addr, size_t len, int advice);
 int ksmh_mprotect(void *addr, size_t len, int prot);
+/* fresh anonymous memory over [addr, +len) (MAP_FIXED): addr, or NULL */
+void *ksmh_map_fixed(void *addr, size_t len);
+/* move a mapping to a new address (mremap MREMAP_FIXED): the new start, or NULL */
+void *ksmh_mremap_away(void *addr, size_t len);
 int ksmh_prctl_memory_merge(int set, int value);
 /* userfaultfd: a new one with the given features asked of UFFDIO_API (the
  * features it offers go to *supported), a range registered in a mode, and

@@ -73,18 +73,25 @@ class Metrics:
             out.extend((d.pid, w) for d in w.descendants())
         return out
 
-    def _placed(self, group, region):
-        """(worker name, region name, view) of what each process maps."""
-        placed = []
+    def each_region(self, group, region, look):
+        """[(pid, worker, region name, look(pid, worker, name, info))] over
+        the group's processes and their regions named `region` ("all": every one)."""
+        out = []
         for pid, w in self.processes(group):
             for name, info in w.regions.items():
                 if region not in ("all", name):
                     continue
                 try:
-                    placed.append((w.name, name, pages.region_pages(pid, info["addr"], info["npages"], self.proc)))
+                    out.append((pid, w, name, look(pid, w, name, info)))
                 except (FileNotFoundError, ProcessLookupError):
                     continue  # a short-lived child exited while we looked
-        return placed
+        return out
+
+    def _placed(self, group, region):
+        """(worker name, region name, view) of what each process maps."""
+        return [(w.name, name, view) for _, w, name, view in self.each_region(
+            group, region, lambda pid, w, name, info: pages.region_pages(pid, info["addr"], info["npages"],
+                                                                         self.proc))]
 
     def judged_views(self, group, region):
         """[(view, unsure)]: each process's view of the region, its .ksm the
@@ -105,17 +112,15 @@ class Metrics:
         """Pages in swap cache (KPF_SWAPCACHE), swapped-out ones included for
         workers, which answer mincore(2) for themselves; a descendant's
         swapped-out pages cannot be asked about and count as not in it."""
-        total = 0
-        for pid, w in self.processes(group):
-            for name, info in w.regions.items():
-                if region not in ("all", name):
-                    continue
-                own = w.call("resident", region=name)["resident"] if pid == w.pid else None
-                try:
-                    total += pages.swapcache_pages(pid, info["addr"], info["npages"], own, self.proc)
-                except (FileNotFoundError, ProcessLookupError):
-                    continue  # a short-lived child exited while we looked
-        return total
+        def look(pid, w, name, info):
+            own = w.call("resident", region=name)["resident"] if pid == w.pid else None
+            return pages.swapcache_pages(pid, info["addr"], info["npages"], own, self.proc)
+        return sum(n for *_, n in self.each_region(group, region, look))
+
+    def vmas(self, group, region):
+        """VMAs the region spans in each process, summed."""
+        return sum(n for *_, n in self.each_region(
+            group, region, lambda pid, w, name, info: pages.vmas_over(pid, info["addr"], info["npages"], self.proc)))
 
     def value(self, cond, reference=None):
         """(value, denominator or None) of the condition's left-hand side."""
@@ -155,6 +160,8 @@ class Metrics:
             return self.lost_in_swapcache(group, region)
         if metric == "uffd_minor":
             return self.uffd_minor(group, region)
+        if metric == "vmas":
+            return self.vmas(group, region), None
         judged = self.judged_views(group, region)
         views = [v for v, _ in judged]
         unsure = sum(u for _, u in judged)

@@ -159,20 +159,31 @@ def mergeable_mappings(pid, proc=Path("/proc")):
     return flagged_mappings(pid, "mg", proc)
 
 
-def flagged_mappings(pid, flag, proc=Path("/proc")):
-    """The mappings of /proc/PID/smaps whose VmFlags has `flag`
+def mappings(pid, proc=Path("/proc")):
+    """Every mapping (VMA) of /proc/PID/smaps with its VmFlags
     (fs/proc/task_mmu.c show_smap_vma_flags(): "mg" VM_MERGEABLE, "ui" VM_UFFD_MINOR)."""
     out, current = [], None
     for line in (Path(proc) / str(pid) / "smaps").read_text().splitlines():
         head = line.split(maxsplit=5)
         if head[0] == "VmFlags:":
-            flags = tuple(line.split()[1:])
-            if current and flag in flags:
-                out.append(Mapping(*current, flags))
+            if current:
+                out.append(Mapping(*current, tuple(line.split()[1:])))
         elif "-" in head[0] and not head[0].endswith(":"):
             start, end = (int(x, 16) for x in head[0].split("-"))
             current = (start, end, head[5] if len(head) > 5 else "")
     return out
+
+
+def flagged_mappings(pid, flag, proc=Path("/proc")):
+    """The mappings whose VmFlags has `flag`."""
+    return [m for m in mappings(pid, proc) if flag in m.flags]
+
+
+def vmas_over(pid, addr, npages, proc=Path("/proc")):
+    """How many VMAs [addr, +npages) spans: one where the kernel merged
+    neighbours with equal flags (mm/vma.c), more where it did not."""
+    end = addr + npages * PAGE_SIZE
+    return sum(1 for m in mappings(pid, proc) if m.start < end and m.end > addr)
 
 
 def flagged_pages(pid, addr, npages, flag, proc=Path("/proc")):

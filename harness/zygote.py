@@ -190,6 +190,28 @@ class Worker:
         r.unreadable[start:start + count] = bytes([args["prot"] == "none"]) * count
         return {}
 
+    def op_remap(self, args):
+        """Fresh anonymous memory over pages of the region: they read zero
+        (key 0) and are readable again."""
+        r = self.region(args["region"])
+        start = args.get("start", 0)
+        base, count = r.span(start, args.get("count"))
+        if lib.ksmh_map_fixed(base, count * PAGE_SIZE) == ffi.NULL:
+            raise CommandError(f"mmap MAP_FIXED over {count} pages: {os.strerror(ffi.errno)}")
+        r.set_keys({"kind": "zero"}, 0, start, count)
+        r.unreadable[start:start + count] = bytes(count)
+        return {}
+
+    def op_mremap(self, args):
+        """Move the whole region to a new address; its pages, keys and
+        protections go with it.  The reply is the region's new description."""
+        r = self.region(args["region"])
+        moved = lib.ksmh_mremap_away(r.base, r.npages * PAGE_SIZE)
+        if moved == ffi.NULL:
+            raise CommandError(f"mremap of region {args['region']!r}: {os.strerror(ffi.errno)}")
+        r.base = ffi.cast("char *", moved)
+        return r.describe()
+
     def op_userfaultfd(self, args):
         """Register pages with a userfaultfd in a mode (uffd.py), once per
         region and mode: the descriptor stays open, as closing it unregisters

@@ -24,7 +24,7 @@ STEPS: Dict[str, Type[Step]] = {cls.kind: cls for cls in (
     machine.FaultInjection, machine.Cgroup, machine.Swapoff)}
 ACTIONS: Dict[str, Type[Action]] = {cls.action: cls for cls in (
     actions.Write, actions.Advise, actions.Mprotect, actions.Userfaultfd, actions.Pageout, actions.Touch, actions.Verify, actions.Fork,
-    actions.PrctlMerge, actions.Exec, actions.Migrate, actions.Exit, actions.Hwpoison, actions.Provoke)}
+    actions.PrctlMerge, actions.Exec, actions.Remap, actions.Mremap, actions.Migrate, actions.Exit, actions.Hwpoison, actions.Provoke)}
 
 __all__ = ["ACTIONS", "STEPS", "Action", "Order", "Spec", "Step", "kinds", "parse", "specs", "walk"]
 

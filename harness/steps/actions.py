@@ -15,12 +15,26 @@ FOREVER_FORKS = 1 << 40  # a fork storm's count when only its duration (or until
 FOREVER_SECONDS = 3600  # a fork storm's duration when only its count (or until_done) ends it
 
 
+def one_region():
+    """The `region` field of an action on one region of each worker."""
+    return field("region", "region", "Region name.", required=True, excluded=("all",),
+                 message="{key}: name one region ('all' is for verify and conditions)")
+
+
+def refuse_if_forked(order, step, why):
+    """Refuse `step` on workers an earlier fork step acted on: the harness
+    knows their children's regions only as their parent's."""
+    forked = sorted(worker_names(step.workers, order.group_sizes) & order.forked)
+    if forked:
+        raise order.refuse(step, f"{step.action} of workers an earlier fork step acted on ({', '.join(forked)}): "
+                                 f"{why}")
+
+
 @dataclass(frozen=True)
 class OnPages(Action):
     """An action on some pages of one region of each selected worker."""
 
-    region: str = field("region", "region", "Region name.", required=True, excluded=("all",),
-                        message="{key}: name one region ('all' is for verify and conditions)")
+    region: str = one_region()
     pages: PageRange = field("pages", "pages", "Which pages: all, 10-19, 7, 50% or 'last 50%'.",
                              default=ALL_PAGES)
 
@@ -257,10 +271,7 @@ class Exec(Action):
 
     def check_order(self, order):
         super().check_order(order)
-        forked = sorted(worker_names(self.workers, order.group_sizes) & order.forked)
-        if forked:
-            raise order.refuse(self, f"exec of workers an earlier fork step acted on ({', '.join(forked)}): "
-                                     f"their children keep the old regions, which the harness no longer knows")
+        refuse_if_forked(order, self, "their children keep the old regions, which the harness no longer knows")
 
     def send(self, run, w):
         w.send("exec")
@@ -277,6 +288,50 @@ class Exec(Action):
         run.map_regions(w, run.group_of(w))
         run.state.notes.append(f"{w.name}: exec'd (PR_GET_MEMORY_MERGE {reply['merge']}), "
                                f"regions {', '.join(w.regions)} mapped afresh")
+
+
+@dataclass(frozen=True)
+class Remap(OnPages):
+    action: ClassVar[str] = "remap"
+    op: ClassVar[Optional[str]] = "remap"
+    # the new VMA is VM_MERGEABLE only under PR_SET_MEMORY_MERGE, which
+    # explore's drafts do not follow range by range (Draft.mergeable())
+    explorable: ClassVar[bool] = False
+    summary: ClassVar[str] = ("Map fresh anonymous memory over pages of a region (mmap MAP_FIXED): they read "
+                              "zero after.  The new VMA is VM_MERGEABLE only under PR_SET_MEMORY_MERGE "
+                              "(mm/ksm.c ksm_add_vma()); whether it merges with its neighbours (the `vmas` "
+                              "metric) is mm/vma.c's call.")
+
+    @property
+    def drops_pages(self):
+        return True  # a read fault maps the zero page there, as after MADV_DONTNEED
+
+    def send(self, run, w):
+        w.send("remap", region=self.region, **self.span(w))
+
+
+@dataclass(frozen=True)
+class Mremap(Action):
+    action: ClassVar[str] = "mremap"
+    op: ClassVar[Optional[str]] = "mremap"
+    explorable: ClassVar[bool] = False  # explore's drafts do not track which workers forked (check_order)
+    summary: ClassVar[str] = ("Move a whole region to a new address (mremap MREMAP_FIXED): mm/mremap.c "
+                              "move_vma() first unmerges its KSM pages (ksm_madvise(MADV_UNMERGEABLE)) "
+                              "and keeps VM_MERGEABLE, so ksmd merges them again at the new address.")
+    region: str = one_region()
+
+    def check_order(self, order):
+        super().check_order(order)
+        refuse_if_forked(order, self, "their children keep the region at the old address")
+
+    def send(self, run, w):
+        w.send("mremap", region=self.region)
+
+    def receive(self, run, w, reply, windows):
+        old = w.regions[self.region]["addr"]
+        w.regions[self.region] = reply
+        run.state.frames.pop((w.name, self.region), None)
+        run.state.notes.append(f"{w.name}.{self.region}: moved from {old:#x} to {reply['addr']:#x}")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ PROCESS_METRIC_DOCS = {
     "max_sharing": "the most mappings of one KSM page frame (what max_page_sharing caps)",
     "uffd_wp": "pages whose PTE is userfaultfd write-protected (pagemap PM_UFFD_WP)",
     "uffd_minor": "pages inside a VMA registered for userfaultfd minor faults (smaps VmFlags ui: VM_UFFD_MINOR)",
+    "vmas": "VMAs the region spans, summed over the processes (1 each where the kernel merged its neighbours)",
     "poisoned": "pages a hwpoison step saw the kernel mark KPF_HWPOISON",
     "lost_in_swapcache": "frames recorded at pageout that are now poisoned, unmapped, in swapcache and not up "
                          "to date (what me_swapcache_dirty() leaves)",
@@ -159,8 +160,9 @@ def check_metric(ctx, cond, groups, m, key, where):
     if metric not in PROCESS_METRICS and not NODE_METRIC_RE.match(metric):
         raise ctx.error(f"unknown metric {metric!r} (expected one of: {', '.join(PROCESS_METRICS)}, nodeN)",
                         m, key, where)
-    if cond.percent and metric in ("ksm_pages", "max_sharing"):
-        raise ctx.error(f"{metric} counts page frames, not a share of the region: drop the %", m, key, where)
+    if cond.percent and metric in ("ksm_pages", "max_sharing", "vmas"):
+        raise ctx.error(f"{metric} counts {'VMAs' if metric == 'vmas' else 'page frames'}, not a share of the "
+                        f"region: drop the %", m, key, where)
 
 
 def condition(p, m, where, spec, values):

@@ -1,12 +1,13 @@
 """Issue #18's worker features on fakes: userfaultfd registration (do:
-userfaultfd, memfd regions, the uffd_wp and uffd_minor metrics) and what
-the scenario needs of the kernel."""
+userfaultfd, memfd regions, the uffd_wp and uffd_minor metrics), exec,
+remap and mremap (the vmas metric), cpusets, and what the scenario needs of
+the kernel."""
 import pytest
 
 from harness import requirements, scenario, steps, uffd
 from harness.errors import InputError
 from harness.knobs import Knobs
-from harness.pages import PAGE_SIZE, PM_PRESENT, PM_UFFD_WP, flagged_pages, region_pages
+from harness.pages import PAGE_SIZE, PM_PRESENT, PM_UFFD_WP, flagged_pages, region_pages, vmas_over
 from harness.runner import Roots
 
 from test_pages import put
@@ -134,6 +135,48 @@ def test_exec_after_a_fork_of_the_same_worker_is_refused(tmp_path):
         scenario.load_file(path)
     assert str(info.value) == (f"{path}:14: steps: exec of workers an earlier fork step acted on (a[0]): "
                                "their children keep the old regions, which the harness no longer knows")
+
+
+def test_remap_and_mremap_load_and_dump(tmp_path):
+    _, (sc,) = load(tmp_path, BASE + "  - do: remap\n    region: r\n    pages: last 50%\n"
+                                     "  - do: mremap\n    workers: 'a[1]'\n    region: r\n"
+                                     "  - check: 'a.r.vmas == 2'\n")
+    remap, mremap = sc.steps[1:3]
+    assert isinstance(remap, steps.ACTIONS["remap"]) and remap.drops_pages
+    assert isinstance(mremap, steps.ACTIONS["mremap"]) and mremap.region == "r"
+    again = tmp_path / "again.yaml"
+    again.write_text(scenario.dump_text(sc))
+    assert scenario.load_file(again) == [sc]
+
+
+@pytest.mark.parametrize("tail, line, message", [
+    ("  - do: fork\n    workers: 'a[1]'\n    count: 1\n  - do: mremap\n    region: r\n", 12,
+     "steps: mremap of workers an earlier fork step acted on (a[1]): their children keep the region at the "
+     "old address"),
+    ("  - check: 'a.r.vmas == 50%'\n", 9,
+     "steps[1].check.until: vmas counts VMAs, not a share of the region: drop the %"),
+    ("  - do: mremap\n    region: all\n", 10,
+     "steps[1].region: region: name one region ('all' is for verify and conditions)"),
+])
+def test_mremap_and_vmas_refused_at_load(tmp_path, tail, line, message):
+    path = tmp_path / "s.yaml"
+    path.write_text(BASE + tail)
+    with pytest.raises(InputError) as info:
+        scenario.load_file(path)
+    assert str(info.value) == f"{path}:{line}: {message}"
+
+
+def test_vmas_over_a_region_come_from_smaps(tmp_path):
+    (tmp_path / "100").mkdir()
+    a = 0x7f0000000000
+    (tmp_path / "100" / "smaps").write_text(
+        f"{a:x}-{a + 4 * PAGE_SIZE:x} rw-p 00000000 00:00 0\nVmFlags: rd wr mr mw me ac sd mg\n"
+        f"{a + 4 * PAGE_SIZE:x}-{a + 8 * PAGE_SIZE:x} rw-p 00000000 00:00 0\nVmFlags: rd wr mr mw me ac sd\n"
+        f"{a + 9 * PAGE_SIZE:x}-{a + 10 * PAGE_SIZE:x} rw-p 00000000 00:00 0\nVmFlags: rd wr mr mw me ac sd\n")
+    assert vmas_over(100, a, 8, tmp_path) == 2
+    assert vmas_over(100, a + PAGE_SIZE, 2, tmp_path) == 1
+    assert vmas_over(100, a, 10, tmp_path) == 3
+    assert vmas_over(100, a + 8 * PAGE_SIZE, 1, tmp_path) == 0
 
 
 CPUSET = BASE.replace("workers:", "setup:\n  cpuset: {mems: MEMS}\nworkers:")
