@@ -52,8 +52,12 @@ class Write(OnPages):
     pattern: Pattern = field("pattern", "pattern", "Content to write (default: unique, never seen before).",
                              default=Pattern("unique"))
 
-    def send(self, run, w):
+    def begin(self, run):
+        # one generation for the step: a `same` or `groups` pattern written to
+        # several workers gives them all the same content, as at setup
         run.state.generation += 1
+
+    def send(self, run, w):
         w.send("write", region=self.region, pattern=self.pattern.command(), worker=w.index,
                generation=run.state.generation, **self.span(w))
 

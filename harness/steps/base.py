@@ -140,12 +140,16 @@ class Action(Step):
 
     def run(self, run):
         workers = run.state.select(self.workers)
+        self.begin(run)
         for w in workers:
             self.send(run, w)
         for w in workers:
             run.receive(self, w, None)
         run.acted(workers, [self])
         return True
+
+    def begin(self, run):
+        """Once before the action is sent to its workers."""
 
     def send(self, run, w):
         """Start the action in worker w (nothing for the harness's own actions)."""

@@ -84,6 +84,7 @@ class Concurrent(Step):
         others = [c for c in self.steps if not isinstance(c, Action)]
         sent = []
         for c in actions:
+            c.begin(run)
             for w in run.state.select(c.workers):
                 c.send(run, w)
                 sent.append((w, c))

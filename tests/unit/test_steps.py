@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 import yaml
 
-from harness import runner, scenario, steps
+from harness import runner, runstate, scenario, steps
 from harness.knobs import Knobs
 from harness.limits import Limits
 from harness.steps import fields, values
@@ -137,3 +137,29 @@ def test_a_failed_check_is_recorded_not_raised(fake_run):
     assert run.run_step(run.sc.steps[2]) is True
     assert not run.checks[-1].passed and "full_scans=1" in run.checks[-1].detail
 
+
+
+def test_a_write_step_gives_every_worker_one_generation(tmp_path):
+    """`same` and `groups` content written by one step is the same in every
+    worker (as at setup); the next write step's is new."""
+    path = tmp_path / "s.yaml"
+    path.write_text(BASE + "  - do: write\n    region: r\n    pattern: same\n" * 2)
+    (sc,) = scenario.load_file(path)
+    sent = []
+
+    class Worker:
+        def __init__(self, index):
+            self.index = index
+            self.regions = {"r": {"npages": 1024}}
+
+        def send(self, op, **args):
+            sent.append((self.index, args["generation"]))
+
+    class Run:
+        state = runstate.RunState(sc)
+
+    for step in sc.steps[1:]:
+        step.begin(Run)
+        for w in (Worker(0), Worker(1)):
+            step.send(Run, w)
+    assert sent == [(0, 1), (1, 1), (0, 2), (1, 2)]
