@@ -29,7 +29,8 @@ def test_every_scenario_is_a_kernel_item():
 def test_numa_marks_the_scenarios_that_need_two_nodes():
     ids, _ = collected("-m", "numa")
     assert ids == [
-        "scenarios/core/numa-nodes.yaml::numa-nodes",  # requires: numa_nodes: 2
+        "scenarios/core/migrate-fork-tree.yaml::migrate-fork-tree",  # requires: numa_nodes: 2
+        "scenarios/core/numa-nodes.yaml::numa-nodes",
         "scenarios/seed/stale-stable-nodes.yaml::stale-stable-nodes[from=1,far=1]",  # a region on node 1
         "scenarios/seed/stale-stable-nodes.yaml::stale-stable-nodes[from=0,far=1]",
     ]

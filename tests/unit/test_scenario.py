@@ -139,7 +139,7 @@ BROKEN = [
      "'a.r.ksm == 0')"),
     ("unknown-metric", BASE + '  - check: "a.r.bogus == 0"\n', 9, "steps[1].check.until",
      "unknown metric 'bogus' (expected one of: ksm, swapped, swapcache, present, zero, thp, sigbus, bad, "
-     "processes, ksm_pages, max_sharing, uffd_wp, uffd_minor, poisoned, lost_in_swapcache, nodeN)"),
+     "processes, ksm_pages, max_sharing, uffd_wp, uffd_minor, vmas, poisoned, lost_in_swapcache, nodeN)"),
     ("percent-of-page-frames", BASE + '  - check: "a.r.ksm_pages >= 50%"\n', 9, "steps[1].check.until",
      "ksm_pages counts page frames, not a share of the region: drop the %"),
     ("unknown-group-metric", BASE + '  - check: "a.bogus == 0"\n', 9, "steps[1].check.until",
@@ -177,7 +177,7 @@ BROKEN = [
      "fork needs count, duration or until_done"),
     ("unknown-action", BASE + "  - do: dance\n", 9, "steps[1].do",
      "unknown action 'dance' (expected one of: write, advise, mprotect, userfaultfd, pageout, touch, verify, fork, "
-     "prctl_merge, exec, migrate, exit, hwpoison, provoke)"),
+     "prctl_merge, exec, remap, mremap, migrate, exit, hwpoison, provoke)"),
     ("knob-write-expect", BASE + "  - knob: {run: 2}\n    expect: EAGAIN\n", 10, "steps[1].expect",
      "expect must be one of ok, EBUSY, EINVAL"),
     ("duplicate-key", BASE + "name: u\n", 9, "name", "duplicate key 'name'"),
