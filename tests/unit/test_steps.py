@@ -5,6 +5,7 @@ generate a valid step, each step dumps back to the mapping it came from, and
 a set-up ScenarioRun runs steps one at a time (here against a fake KSM and
 proc tree)."""
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -137,6 +138,26 @@ def test_a_failed_check_is_recorded_not_raised(fake_run):
     assert run.run_step(run.sc.steps[2]) is True
     assert not run.checks[-1].passed and "full_scans=1" in run.checks[-1].detail
 
+
+def test_a_merge_during_the_page_walk_is_no_invariant_failure(fake_run, monkeypatch):
+    """ksmd at work makes a KSM page before pages_shared counts it: a walk
+    that saw KSM pages while pages_shared moved off 0 proves nothing."""
+    run, ksm = fake_run
+    merged = SimpleNamespace(label="g1[0]", pages=SimpleNamespace(pid=1, ksm=((0x7f0000000000, 5),)))
+
+    def look(processes, count=1):
+        (ksm / "pages_shared").write_text(f"{count}\n")  # ksmd merged meanwhile
+        return [merged]
+
+    monkeypatch.setattr(run.truth, "look", look)
+    run.racing = True  # the counters' page truth is another test's
+    run.invariant("at the end")
+    assert run.checks[-1].passed and run.checks[-1].detail == (
+        "not applicable: ksmd merged while the pages were looked at (pages_shared 0, then 1)")
+    (ksm / "pages_shared").write_text("0\n")
+    monkeypatch.setattr(run.truth, "look", lambda processes: look(processes, 0))
+    run.invariant("at the end")  # still 0 after the walk: the KSM pages are a failure
+    assert not run.checks[-1].passed and run.checks[-1].detail.startswith("g1[0] (pid 1): 1 KSM pages")
 
 
 def test_a_write_step_gives_every_worker_one_generation(tmp_path):
