@@ -29,17 +29,24 @@ def test_userfaultfd_loads_and_dumps(tmp_path):
     assert scenario.load_file(again) == [sc]
 
 
-@pytest.mark.parametrize("step, line, message", [
-    ("  - do: userfaultfd\n    region: r\n    mode: minor\n", 10,
+@pytest.mark.parametrize("text, line, message", [
+    (MEMFD + "  - do: userfaultfd\n    region: r\n    mode: minor\n", 10,
      "steps: userfaultfd minor mode needs a memfd region: r of a is anonymous (set memfd: true)"),
-    ("  - do: userfaultfd\n    region: m\n    mode: minor\n    protect: true\n", 13,
+    (MEMFD + "  - do: userfaultfd\n    region: m\n    mode: minor\n    protect: true\n", 13,
      "steps[1].protect: protect is for mode wp"),
-    ("  - do: userfaultfd\n    region: m\n    mode: missing\n", 12,
+    (MEMFD + "  - do: userfaultfd\n    region: m\n    mode: missing\n", 12,
      "steps[1].mode: unknown userfaultfd mode 'missing' (minor, wp)"),
+    (BASE + "  - do: fork\n    workers: 'a[1]'\n    count: 1\n  - do: mremap\n    region: r\n", 12,
+     "steps: mremap of workers an earlier fork step acted on (a[1]): their children keep the region at the "
+     "old address"),
+    (BASE + "  - check: 'a.r.vmas == 50%'\n", 9,
+     "steps[1].check.until: vmas counts VMAs, not a share of the region: drop the %"),
+    (BASE + "  - do: mremap\n    region: all\n", 10,
+     "steps[1].region: region: name one region ('all' is for verify and conditions)"),
 ])
-def test_userfaultfd_refused_at_load(tmp_path, step, line, message):
+def test_refused_at_load(tmp_path, text, line, message):
     path = tmp_path / "s.yaml"
-    path.write_text(MEMFD + step)
+    path.write_text(text)
     with pytest.raises(InputError) as info:
         scenario.load_file(path)
     assert str(info.value) == f"{path}:{line}: {message}"
@@ -147,23 +154,6 @@ def test_remap_and_mremap_load_and_dump(tmp_path):
     again = tmp_path / "again.yaml"
     again.write_text(scenario.dump_text(sc))
     assert scenario.load_file(again) == [sc]
-
-
-@pytest.mark.parametrize("tail, line, message", [
-    ("  - do: fork\n    workers: 'a[1]'\n    count: 1\n  - do: mremap\n    region: r\n", 12,
-     "steps: mremap of workers an earlier fork step acted on (a[1]): their children keep the region at the "
-     "old address"),
-    ("  - check: 'a.r.vmas == 50%'\n", 9,
-     "steps[1].check.until: vmas counts VMAs, not a share of the region: drop the %"),
-    ("  - do: mremap\n    region: all\n", 10,
-     "steps[1].region: region: name one region ('all' is for verify and conditions)"),
-])
-def test_mremap_and_vmas_refused_at_load(tmp_path, tail, line, message):
-    path = tmp_path / "s.yaml"
-    path.write_text(BASE + tail)
-    with pytest.raises(InputError) as info:
-        scenario.load_file(path)
-    assert str(info.value) == f"{path}:{line}: {message}"
 
 
 def test_vmas_over_a_region_come_from_smaps(tmp_path):
