@@ -91,7 +91,7 @@ def test_fixed_kernel_passes_the_default_suite(tmp_path):
     # with pages on one node and on both
     assert len(seed) == SEED_RESULTS and set(seed.values()) == {"pass"}, seed
     status = {s["name"]: s["status"] for s in result["scenarios"]}
-    assert status["numa-nodes"] == "pass"
+    assert status["numa-nodes"] == status["migrate-fork-tree"] == "pass"
     assert status["hwpoison-mapped"] == "pass"
     # only the interfaces 6.1 lacks skip: PR_SET_MEMORY_MERGE 6.4 (prctl-merge, exec), smart_scan 6.7,
     # advisor 6.9, and fork-counters (before 6.2 a child keeps its parent's counts: truth.INHERITED_BEFORE);
@@ -137,10 +137,10 @@ def test_6_12_passes_the_suite_and_names_its_kpageflags_bug(tmp_path):
     proc, result = boot("6.12", SUITE_6_12, tmp_path, timeout=600, image="ksm-6.12.117-fixed.bzImage")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     status = {s["name"]: s["status"] for s in result["scenarios"]}
-    assert len(status) == 21 and set(status.values()) == {"pass"}, {n: s for n, s in status.items() if s != "pass"}
+    assert len(status) == 22 and set(status.values()) == {"pass"}, {n: s for n, s in status.items() if s != "pass"}
     # the interfaces 6.1 lacks run here: PR_SET_MEMORY_MERGE 6.4, smart_scan 6.7, advisor 6.9; and cpuset
     # on cgroup v2
-    assert {"prctl-merge", "exec", "advisor", "cpuset", "fork-counters"} <= set(status) and any(n.startswith("smart-scan")
-                                                                              for n in status)
+    assert {"prctl-merge", "exec", "advisor", "cpuset", "fork-counters", "migrate-fork-tree"} <= set(status)
+    assert any(n.startswith("smart-scan") for n in status)
     (finding,) = result["findings"]
     assert finding.startswith("this kernel's /proc/kpageflags sets KPF_KSM on plain anonymous pages")
