@@ -275,8 +275,8 @@ class ExploreMachine(RuleBasedStateMachine):
     @rule(data=st.data(), victim=regions, partner=regions)
     @whole
     def swap_in_during_unmerge(self, data, victim, partner):
-        """The three rules above in the order part 3 of the seed fix needs
-        them: merged pages, paged out by the one process left mapping them
+        """The merge, pageout_alone and race rules in the order part 3 of the
+        seed fix needs them: merged pages, paged out by the one process left mapping them
         (so KSM pages sit in swapcache), faulted back while run=2 is written
         (mm/memory.c do_swap_page() -> ksm_might_need_to_copy() must copy a
         KSM page that the unmerge has not reached).  Drawn one by one, that
