@@ -2,15 +2,19 @@
 
 Goal: each of our numbers within 10% of ksm_tests' (merge -P, THP merge -H,
 unmerge -D, COW on merged pages -C, and -C's writes to pages not merged), so
-that the harness's own bookkeeping (worker command round trips, JSON, the
-per-page stamps of its touch command) does not distort what it measures.
+that the harness's own bookkeeping (worker command round trips, JSON) does
+not distort what it measures.  For the comparison `perf` polls full_scans
+from the merged worker (--poll-from worker), as ksm_tests polls from its own
+process; perf's default merge, polled from the harness, is shown beside it
+as merge-apart, with no bound (harness/perf.py says why it reads faster).
 
 ksm_tests is built from Debian's linux-source package
 (tools/testing/selftests/mm/ksm_tests.c with vm_util.c and thp_settings.c,
 as its Makefile links it) with gcc into build/ksm_tests (ignored by git,
 reused while the package is the same); nothing is installed.  Without the package, gcc or libnuma's header the
 benchmark says what to install and exits 125.  The two run alternately,
---rounds times (each round one of every ksm_tests option and one `perf`),
+--rounds times (each round one of every ksm_tests option, one `perf` and
+one `perf merge` polled apart),
 ksm_tests under `flock /run/lock/ksm-harness.lock` as any KSM driver outside
 the harness must be (it puts back the knobs it writes itself), `perf`
 taking the lock on its own; the medians are compared.  Needs root and KSM;
@@ -37,7 +41,8 @@ sys.path.insert(0, str(REPO))
 
 from harness.knobs import Knobs  # noqa: E402
 from harness.lock import LOCK_PATH, MachineLock  # noqa: E402
-from harness.perf import COW_PAGES, DEFAULT_PAGES_TO_SCAN, DEFAULT_SIZE_MIB, MIB, throughput  # noqa: E402
+from harness.perf import (COW_PAGES, DEFAULT_PAGES_TO_SCAN, DEFAULT_SIZE_MIB, MIB, POLL_FROM_HARNESS,  # noqa: E402
+                          POLL_FROM_WORKER, throughput)
 
 BOUND = 0.10  # ours within 10% of theirs
 SOURCES = "/usr/src/linux-source-*.tar.xz"
@@ -52,6 +57,9 @@ UAPI = ["include/uapi/linux/" + h for h in ("prctl.h", "fs.h", "userfaultfd.h")]
 # ksm_tests option -> (our measure, the "Total time" line's index in its output)
 OPTIONS = {"-P": [("merge", 0)], "-H": [("thp-merge", 0)], "-D": [("unmerge", 0)],
            "-C": [("cow-unmerged", 0), ("cow", 1)]}
+# perf's default merge, full_scans polled apart from the merged memory: shown
+# beside ksm_tests' -P, not held to it (harness/perf.py says why they differ)
+APART = "merge-apart"
 TIME = re.compile(r"^# Total time:\s+([0-9.]+) s", re.M)
 
 
@@ -112,13 +120,13 @@ def theirs(binary, option, size, pages_to_scan):
     return {name: times[i] for name, i in OPTIONS[option]}
 
 
-def ours(size, pages_to_scan, tmp):
+def ours(size, pages_to_scan, tmp, poll_from, tests=()):
     """One `ksm-harness perf` -> {measure: seconds}."""
     out = Path(tmp) / "perf.json"
     out.unlink(missing_ok=True)  # a failed run must not leave the last round's numbers
     done = subprocess.run([sys.executable, "-m", "harness", "perf", "--size", str(size), "--pages-to-scan",
-                           str(pages_to_scan), "--json", str(out)], cwd=REPO, capture_output=True, text=True,
-                          timeout=1200)
+                           str(pages_to_scan), "--poll-from", poll_from, "--json", str(out), *tests], cwd=REPO,
+                          capture_output=True, text=True, timeout=1200)
     if done.returncode or not out.exists():
         print(f"  ksm-harness perf exited {done.returncode}: {done.stderr.strip()[-300:]}", flush=True)
         return {}
@@ -154,6 +162,7 @@ def main():
         return 125
     knobs_before = knobs_now()
     samples = {name: ([], []) for pairs in OPTIONS.values() for name, _ in pairs}  # name -> (theirs, ours)
+    samples[APART] = ([], [])
     binary, tarball = build()
     with tempfile.TemporaryDirectory(prefix="ksm-perf-") as tmp:
         print(f"ksm_tests built from {tarball}; {args.rounds} rounds, {args.size} MiB, "
@@ -166,7 +175,10 @@ def main():
                     for option in OPTIONS:
                         got_theirs.update(theirs(binary, option, args.size, args.pages_to_scan))
                 else:
-                    got_ours = ours(args.size, args.pages_to_scan, tmp)
+                    got_ours = ours(args.size, args.pages_to_scan, tmp, POLL_FROM_WORKER)
+                    apart = ours(args.size, args.pages_to_scan, tmp, POLL_FROM_HARNESS, ("merge",))
+                    got_ours[APART] = apart.get("merge", 0)
+            got_theirs[APART] = got_theirs.get("merge", 0)
             for name, (t, o) in samples.items():
                 if name in got_theirs and name in got_ours:
                     t.append(got_theirs[name])
@@ -184,10 +196,15 @@ def main():
         mt, mo = statistics.median(t), statistics.median(o)
         ratio = throughput(size, mo) / throughput(size, mt)
         ok = abs(ratio - 1) <= BOUND
-        held &= ok
+        if name == APART:
+            verdict = "no bound: ksm_tests' own polling slows the merge it times"
+        else:
+            held &= ok
+            verdict = f"within {BOUND:.0%}: {'OK' if ok else 'MISSED'}"
         print(f"{name:<14}{mt:>10.6f} s {throughput(size, mt):>9.1f} MiB/s{mo:>12.6f} s {throughput(size, mo):>9.1f} "
-              f"MiB/s{ratio:>10.3f}   within {BOUND:.0%}: {'OK' if ok else 'MISSED'}")
-    print(f"medians of {args.rounds} rounds; speed = the same bytes / each median time")
+              f"MiB/s{ratio:>10.3f}   {verdict}")
+    print(f"medians of {args.rounds} rounds; speed = the same bytes / each median time; ours polled full_scans "
+          f"from the merged worker, as ksm_tests does, except {APART} (perf's default: from the harness)")
     if knobs_now() != knobs_before:
         print("the KSM knobs do not read as they did before the benchmark")
         held = False

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
@@ -375,6 +376,42 @@ int ksmh_wait_file(const char *path, const char *expect, long poll_ns, long time
         }
         sleep_ns(poll_ns);
     }
+}
+
+long ksmh_wait_counter(const char *path, long at_least, long timeout_ns)
+{
+    uint64_t deadline = ksmh_monotonic_ns() + (uint64_t)timeout_ns;
+
+    for (;;) {
+        long value;
+        FILE *f = fopen(path, "r");
+        int got;
+
+        if (!f)
+            return -1;
+        got = fscanf(f, "%ld", &value);
+        fclose(f);
+        if (got != 1) {
+            errno = EIO;
+            return -1;
+        }
+        if (value >= at_least)
+            return value;
+        if (ksmh_monotonic_ns() >= deadline) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+    }
+}
+
+uint64_t ksmh_scribble(char *base, size_t npages, int byte)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uint64_t start = ksmh_monotonic_ns();
+
+    for (size_t i = 0; i < npages; i++)
+        memset(base + i * page, byte, 1);
+    return ksmh_monotonic_ns() - start;
 }
 
 static void storm_child(int depth, int live, pid_t parent, long lifetime_ns)

@@ -84,6 +84,18 @@ long ksmh_touch(char *base, size_t npages, const uint64_t *keys, int write,
  * 0 when it did, -1 with errno ETIMEDOUT (or the open/read errno) */
 int ksmh_wait_file(const char *path, const char *expect, long poll_ns, long timeout_ns);
 
+/* wait until the number in the file at path is at_least, reading it without a
+ * pause and reopening it each time, as kselftest's ksm_tests polls full_scans
+ * (ksm_read_sysfs(): fopen, fscanf, fclose); the number read, or -1 with errno
+ * ETIMEDOUT (or the open/read errno) */
+long ksmh_wait_counter(const char *path, long at_least, long timeout_ns);
+
+/* write byte into the first byte of each of npages pages, as ksm_tests'
+ * ksm_cow_time() does (memset(page, '-', 1)): the content changes, so ksmd
+ * cannot merge a copied page back while the loop runs; the CLOCK_MONOTONIC
+ * nanoseconds the loop took */
+uint64_t ksmh_scribble(char *base, size_t npages, int byte);
+
 /* fork children until duration_ns passed, max_forks forked or stop_fd is
  * readable.  Each child (and its descendants, depth levels deep) lives on
  * paused while fewer than live_cap are alive, else exits at once; with

@@ -14,15 +14,26 @@ merge_across_nodes=1 (where the kernel has NUMA) and pages_to_scan=N (its -p,
   which KSM splits to merge (try_to_merge_one_page() -> split_huge_page());
 - unmerge (-D): the madvise(MADV_UNMERGEABLE) call alone over merged pages
   (ksm_madvise() -> unmerge_ksm_pages() breaks COW on every KSM page);
-- cow (-C): writing one word into the first page of each of 2000 pairs of
+- cow (-C): writing one byte into the first page of each of 2000 pairs of
   duplicate pages, before (no fault: the pages are present and writable) and
   after they were merged (do_wp_page() copies each KSM page: wp_page_copy()).
 
 Here a worker (harness/zygote.py) owns the memory and the harness writes the
-knobs (knobs.py) and polls full_scans, so what is timed includes the
-harness's own bookkeeping: its command round trips, its JSON, its per-page
-timestamps.  benchmarks/ksm_tests_compare.py holds the numbers to ksm_tests'
-own, built from the same kernel source, in the same run.
+knobs (knobs.py), so what is timed includes the harness's own bookkeeping:
+its command round trips and its JSON.  The COW writes are timed in the
+worker around its write loop, as ksm_cow_time() times its memset() loop.
+
+Who polls full_scans during a merge is a choice (--poll-from).  ksm_tests
+polls from the process whose pages ksmd merges, so that process's mm is live
+on a CPU all along: each page mm/ksm.c write_protect_page() and
+replace_page() change then needs a TLB flush on that CPU (a shootdown IPI,
+or the same CPU shared with the poller), and the merge it times slows about
+2.5x (measured on a 2-CPU 6.18 machine: 100 MiB in 0.45 s polled from the
+process, 0.17 s from another; about 50,000 TLB shootdowns against 3).  By
+default the harness polls from its own process, apart from the merged
+memory; --poll-from worker polls from the worker, as ksm_tests does.
+benchmarks/ksm_tests_compare.py holds the numbers to ksm_tests' own, built
+from the same kernel source, in the same run.
 """
 import argparse
 import platform
@@ -48,6 +59,7 @@ DEFAULT_SIZE_MIB = 100  # run_vmtests.sh: ksm_tests -P -s 100 and -H -s 100
 DEFAULT_PAGES_TO_SCAN = 10  # ksm_tests' page_count (KSM_PAGE_COUNT_DEFAULT), written to pages_to_scan
 DEFAULT_TIMEOUT = 120  # seconds a merge may take: KSM_SCAN_LIMIT_SEC_DEFAULT
 COW_PAGES = 4000  # ksm_cow_time(): 2000 pairs of duplicate pages, one of each pair written
+POLL_FROM_HARNESS, POLL_FROM_WORKER = "harness", "worker"  # Settings.poll_from
 SCANS_TO_MERGE = 2  # full scans after run=1 that ksm_merge_pages() waits for
 REGION = "r"  # the one region of each measurement's worker
 HUGE_PAGES = THP_SIZE // pages.PAGE_SIZE  # base pages in a PMD-sized huge page (512 on x86_64)
@@ -56,16 +68,6 @@ HUGE_PAGES = THP_SIZE // pages.PAGE_SIZE  # base pages in a PMD-sized huge page 
 def throughput(nbytes, seconds):
     """MiB per second, as ksm_tests prints "Average speed" (0 for no time)."""
     return nbytes / MIB / seconds if seconds > 0 else 0.0
-
-
-def span_seconds(done_ns):
-    """The time to write len(done_ns) pages from the worker's per-page
-    completion times (ksmh_touch() stamps each page as it is done): the
-    n-1 intervals between the first and the last stamp, scaled to n pages."""
-    n = len(done_ns)
-    if n < 2:
-        raise ValueError("two or more page times are needed to time a write")
-    return (done_ns[-1] - done_ns[0]) / 1e9 * n / (n - 1)
 
 
 def clock():
@@ -116,6 +118,10 @@ class Settings:
     size_mib: int  # region size for merge, thp-merge and unmerge (-s)
     pages_to_scan: int  # written to pages_to_scan (-p)
     timeout: float  # seconds a merge may take (-l)
+    # who polls full_scans while a merge is timed: POLL_FROM_HARNESS (a
+    # process apart from the merged memory) or POLL_FROM_WORKER (the merged
+    # process itself, as ksm_tests does)
+    poll_from: str = POLL_FROM_HARNESS
 
 
 class Context:
@@ -158,10 +164,16 @@ class Context:
         start = clock()
         worker.call("advise", region=REGION, advice="mergeable", timeout=self.settings.timeout)
         self.knobs.write("run", RUN_MERGE)
-        first = self.knobs.read_int("full_scans")
-        wait_until(lambda: self.knobs.read_int("full_scans") >= first + SCANS_TO_MERGE, self.settings.timeout,
-                   f"{SCANS_TO_MERGE} full scans after run=1 (ksm_tests: \"Scan time limit exceeded\")",
-                   interval=0)
+        target = self.knobs.read_int("full_scans") + SCANS_TO_MERGE
+        if self.settings.poll_from == POLL_FROM_WORKER:
+            # the measured process polls, as ksm_tests does: its mm stays live
+            # on a CPU while ksmd write-protects and replaces its PTEs
+            worker.call("wait_counter", path=str(self.knobs.root / "full_scans"), at_least=target,
+                        within=self.settings.timeout, timeout=self.settings.timeout + 10)
+        else:
+            wait_until(lambda: self.knobs.read_int("full_scans") >= target, self.settings.timeout,
+                       f"{SCANS_TO_MERGE} full scans after run=1 (ksm_tests: \"Scan time limit exceeded\")",
+                       interval=0)
         return clock() - start
 
     def merged_note(self, worker, npages):
@@ -170,7 +182,8 @@ class Context:
         own = stat.get("ksm_merging_pages")
         mine = f"ksm_merging_pages {own} of {npages}" if own is not None else f"{npages} pages (no ksm_stat here)"
         return f"merged: {mine}; pages_shared {self.knobs.read('pages_shared')}, " \
-               f"pages_sharing {self.knobs.read('pages_sharing')}"
+               f"pages_sharing {self.knobs.read('pages_sharing')}; full_scans polled from the " \
+               f"{self.settings.poll_from}"
 
 
 def mapped(pool, npages, pattern, thp=None):
@@ -257,15 +270,21 @@ class CowTime(MergeTime):
     WRITTEN = COW_PAGES // 2  # the first page of each pair
 
     def write_first_of_pairs(self, worker, name):
-        """One word written into each first page, from one thread, timed by
-        the worker's own per-page stamps (a command round trip would swamp
-        writes that take microseconds)."""
-        done = worker.call("touch", region=REGION, start=0, count=self.WRITTEN, write=True, threads=1, pace_us=0)
-        return Measure(name, self.WRITTEN * pages.PAGE_SIZE, span_seconds(done["times_ns"]))
+        """A byte changed in each first page, timed in the worker around its
+        loop alone, as ksm_cow_time() times its memset(page, '-', 1) loop (a
+        command round trip would swamp writes that take microseconds).  The
+        content must change: a copy that still matched its KSM page would be
+        merged back by ksmd, which runs on, while the loop writes (measured:
+        2000 such writes took 18-25 ms against 9-12 ms for changed ones)."""
+        done = worker.call("scribble", region=REGION, start=0, count=self.WRITTEN)
+        return Measure(name, self.WRITTEN * pages.PAGE_SIZE, done["elapsed_ns"] / 1e9)
 
     def measure(self, ctx, pool):
-        worker = mapped(pool, COW_PAGES, self.PAIRS)
+        # ksm_cow_time(): the writes to pages not merged go to its memory as
+        # allocated ('*' everywhere), then it makes the pairs and merges them
+        worker = mapped(pool, COW_PAGES, IDENTICAL)
         unmerged = self.write_first_of_pairs(worker, "cow-unmerged")
+        worker.call("write", region=REGION, pattern=self.PAIRS, worker=0, generation=1)
         ctx.merge(worker)
         note = ctx.merged_note(worker, COW_PAGES)
         return (self.write_first_of_pairs(worker, "cow"), unmerged), (f"before the writes: {note}",)
@@ -328,6 +347,9 @@ def build_parser():
                    help=f"written to pages_to_scan (ksm_tests -p; default {DEFAULT_PAGES_TO_SCAN})")
     p.add_argument("--timeout", type=positive(float), default=DEFAULT_TIMEOUT, metavar="S",
                    help=f"seconds a merge may take (ksm_tests -l; default {DEFAULT_TIMEOUT})")
+    p.add_argument("--poll-from", choices=(POLL_FROM_HARNESS, POLL_FROM_WORKER), default=POLL_FROM_HARNESS,
+                   help="who polls full_scans while a merge is timed: the harness (default), or the merged "
+                        "process itself, as ksm_tests does (its polling slows the merge it times)")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH (- for stdout)")
     p.add_argument("--ktap", metavar="PATH", help="write the results as KTAP to PATH (- for stdout)")
     p.add_argument("--no-wait", action="store_true", help="fail at once if another run holds the KSM lock")
@@ -350,7 +372,7 @@ def main(argv):
     outputs = {fmt: path for fmt, path in (("json", args.json), ("ktap", args.ktap)) if path}
     if list(outputs.values()).count(report.STDOUT) > 1:
         raise InputError("only one report can go to standard output", field="--json and --ktap")
-    settings = Settings(args.size, args.pages_to_scan, args.timeout)
+    settings = Settings(args.size, args.pages_to_scan, args.timeout, args.poll_from)
     result = run(tests, settings, wait=not args.no_wait, say=lambda m: print(m, file=sys.stderr))
     for fmt, path in outputs.items():
         perf_report.write(fmt, result, path)

@@ -57,6 +57,7 @@ class Region:
         self.keys = ffi.new("uint64_t[]", npages)
         self.unreadable = bytearray(npages)  # 1 for a page mprotect()ed without PROT_READ
         self.uffd = {}  # userfaultfd mode -> the descriptor its registration lives on
+        self.scribbled = bytearray(npages)  # 1 for a page op_scribble changed behind its key
 
     def span(self, start, count):
         count = self.npages - start if count is None else count
@@ -66,6 +67,7 @@ class Region:
 
     def set_keys(self, pattern, worker, start=0, count=None, generation=0):
         _, count = self.span(start, count)
+        self.scribbled[start:start + count] = bytes(count)
         lib.ksmh_pattern_keys(PATTERNS[pattern["kind"]], pattern.get("seed", 1),
                               pattern.get("groups", 1), worker, generation, start, count,
                               self.keys + start)
@@ -176,6 +178,24 @@ class Worker:
                                 int(args["pace_us"] * 1000), done)
         return {"pages": count, "sigbus": sigbus, "times_ns": list(done)}
 
+    def op_scribble(self, args):
+        """Change the first byte of each page, as ksm_tests' COW timing does
+        (perf): the pages then match no key, and the region cannot be
+        verified until they are written again."""
+        r = self.region(args["region"])
+        start = args.get("start", 0)
+        base, count = r.span(start, args.get("count"))
+        r.scribbled[start:start + count] = b"\x01" * count
+        return {"pages": count, "elapsed_ns": lib.ksmh_scribble(base, count, ord("-"))}
+
+    def op_wait_counter(self, args):
+        """Poll a counter file from this process, without a pause, until it
+        reads at_least, for up to `within` seconds (perf's merge timing as
+        ksm_tests does it)."""
+        value = lib.ksmh_wait_counter(args["path"].encode(), args["at_least"], int(args["within"] * 1e9))
+        check(value, f"waiting for {args['path']} to reach {args['at_least']}")
+        return {"value": value}
+
     def op_resident(self, args):
         """mincore(2) over a region (pages.resident()): the swapcache metric
         needs it for pages whose PTE holds a swap entry."""
@@ -238,6 +258,9 @@ class Worker:
 
     def op_verify(self, args):
         r = self.region(args["region"])
+        if any(r.scribbled):
+            raise CommandError(f"region {args['region']!r} was scribbled on (perf) and not written since: "
+                               f"its keys no longer describe it")
         if not any(r.unreadable):
             return verify_buffer(r.base, r.keys, r.npages)
         # PROT_NONE pages fault on a plain read; /proc/self/mem reads them

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from harness import cli, perf, runner
+from harness import cli, perf, runner, zygote
 from harness.errors import InputError, WorkerError
 from harness.journal import Journal
 from harness.kernel import Thp
@@ -45,11 +45,52 @@ def test_throughput_is_mib_per_second():
     assert perf.throughput(MIB, 0) == 0.0
 
 
-def test_a_write_is_timed_from_its_page_stamps_scaled_to_every_page():
-    # 3 pages, stamped 1 us apart: 2 intervals seen, 3 pages written
-    assert perf.span_seconds([5000, 6000, 7000]) == pytest.approx(3e-6)
-    with pytest.raises(ValueError):
-        perf.span_seconds([5000])
+class Recorder:
+    """A worker that answers every command at once and keeps what it was sent."""
+
+    def __init__(self):
+        self.calls = []
+
+    def call(self, op, timeout=60.0, **args):
+        self.calls.append((op, args))
+        return {}
+
+
+def test_a_merge_polled_from_the_worker_waits_there_for_two_full_scans(tmp_path):
+    ctx = context(tmp_path)
+    ctx.settings = perf.Settings(size_mib=100, pages_to_scan=10, timeout=120, poll_from=perf.POLL_FROM_WORKER)
+    (tmp_path / "ksm" / "full_scans").chmod(0o644)
+    (tmp_path / "ksm" / "full_scans").write_text("3\n")
+    worker = Recorder()
+    assert ctx.merge(worker) >= 0
+    assert worker.calls == [("advise", {"region": "r", "advice": "mergeable"}),
+                            ("wait_counter", {"path": str(tmp_path / "ksm" / "full_scans"), "at_least": 5,
+                                              "within": 120})]
+    assert ctx.knobs.read("run") == "1"
+
+
+def test_the_worker_polls_a_counter_until_it_reaches_the_number(tmp_path):
+    counter = tmp_path / "full_scans"
+    counter.write_text("7\n")
+    worker = zygote.Worker(None)
+    assert worker.op_wait_counter({"path": str(counter), "at_least": 5, "within": 1}) == {"value": 7}
+    with pytest.raises(zygote.CommandError, match="full_scans to reach 9: Connection timed out"):
+        worker.op_wait_counter({"path": str(counter), "at_least": 9, "within": 0.01})
+
+
+def test_a_scribble_changes_a_byte_of_each_page_and_times_the_loop():
+    worker = zygote.Worker(None)
+    worker.op_map({"region": "r", "npages": 8, "pattern": {"kind": "unique"}, "worker": 0})
+    assert worker.op_verify({"region": "r"})["bad"] == 0
+    reply = worker.op_scribble({"region": "r", "start": 2, "count": 4})
+    assert reply["pages"] == 4 and reply["elapsed_ns"] > 0
+    region = worker.regions["r"]
+    assert [region.base[i * zygote.PAGE_SIZE] == b"-" for i in range(8)] == [False] * 2 + [True] * 4 + [False] * 2
+    with pytest.raises(zygote.CommandError, match="scribbled on"):
+        worker.op_verify({"region": "r"})
+    worker.op_write({"region": "r", "start": 2, "count": 4, "pattern": {"kind": "unique"}, "worker": 0,
+                     "generation": 1})
+    assert worker.op_verify({"region": "r"})["bad"] == 0
 
 
 def test_a_measure_line_says_size_time_and_speed_as_ksm_tests():
