@@ -139,6 +139,15 @@ def nbytes(name, size):
     return COW_PAGES // 2 * os.sysconf("SC_PAGE_SIZE") if name.startswith("cow") else size * MIB
 
 
+def spread(times):
+    """The interquartile range of times over their median: how much one
+    tool's own runs differ, against which the bound can be read."""
+    if len(times) < 2:
+        return 0.0
+    q1, median, q3 = statistics.quantiles(times, n=4)
+    return (q3 - q1) / median
+
+
 def knobs_now():
     """The knobs, read under the machine lock (another driver's run may be
     half way through its changes otherwise)."""
@@ -186,7 +195,7 @@ def main():
             print(f"  round {r + 1}: " + ", ".join(f"{n} {got_theirs.get(n, 0):.6f}/{got_ours.get(n, 0):.6f} s"
                                                     for n in samples), flush=True)
     held = True
-    print(f"{'measure':<14}{'ksm_tests':>24}{'ksm-harness perf':>26}{'ours/theirs':>13}   bound")
+    print(f"{'measure':<14}{'ksm_tests':>24}{'ksm-harness perf':>26}{'ours/theirs':>13}{'theirs IQR':>12}   bound")
     for name, (t, o) in samples.items():
         if not t:
             print(f"{name:<14} not measured by both (skipped or failed: run `ksm-harness perf {name}` to see why)")
@@ -202,8 +211,9 @@ def main():
             held &= ok
             verdict = f"within {BOUND:.0%}: {'OK' if ok else 'MISSED'}"
         print(f"{name:<14}{mt:>10.6f} s {throughput(size, mt):>9.1f} MiB/s{mo:>12.6f} s {throughput(size, mo):>9.1f} "
-              f"MiB/s{ratio:>10.3f}   {verdict}")
-    print(f"medians of {args.rounds} rounds; speed = the same bytes / each median time; ours polled full_scans "
+              f"MiB/s{ratio:>10.3f}{spread(t):>11.0%}   {verdict}")
+    print(f"medians of {args.rounds} rounds; speed = the same bytes / each median time; theirs IQR = how far "
+          f"ksm_tests' own times spread (interquartile range / median); ours polled full_scans "
           f"from the merged worker, as ksm_tests does, except {APART} (perf's default: from the harness)")
     if knobs_now() != knobs_before:
         print("the KSM knobs do not read as they did before the benchmark")

@@ -130,7 +130,8 @@ def explored(run: vmexplore.VmExplore) -> int:
         print(f"--- {run.boot.out / vmexplore.GUEST_JSON}:")
         sys.stdout.write(report.summary(run.data))
     else:
-        print(f"FAIL: {run.boot.reason}")
+        print(f"ERROR: {run.boot.reason}; no verdict on the kernel: {run.emulator}" if run.emulator
+              else f"FAIL: {run.boot.reason}")
         print(f"  the example it was running: {run.crash_reproducer or 'none written yet'}")
     for crash in run.boot.crashes:
         print(f"console.log: {terminal.crash_text(crash)}")

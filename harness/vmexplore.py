@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Optional, Sequence
 
-from . import initramfs, vm, vmrun
-from .errors import EXIT_FAIL, InputError
+from . import initramfs, tcg, vm, vmrun
+from .errors import EXIT_ERROR, EXIT_FAIL, InputError
 
 GUEST_OUT = "explore"  # explore's --out, under the side channel (and under --out on the host)
 GUEST_JSON = "explore.json"  # explore's --json, beside it
@@ -36,6 +36,7 @@ class VmExplore:
     boot: vm.VmRun  # the boot (status, reason, crashes, out)
     data: Optional[dict]  # explore's JSON result, paths made host paths; None if the guest died first
     crash_reproducer: Optional[Path]  # the example the guest died in; None if it did not
+    emulator: str = ""  # why the guest's crash is qemu TCG's, not the kernel's (tcg.py); "" if it is not
 
 
 def command(explore_args: Sequence[str], verbose: bool = False) -> list:
@@ -59,13 +60,14 @@ def host_paths(value: Any, guest: str, host: str) -> Any:
     return value
 
 
-def keep_crash_example(out: Path, title: str, why: str) -> Optional[Path]:
+def keep_crash_example(out: Path, title: str, why: str, emulator: str = "") -> Optional[Path]:
     """The example the guest was running when it ended, as a reproducer with a header; None if none was."""
     example = out / GUEST_OUT / "example.yaml"
     if not example.exists():
         return None
     target = out / CRASH_REPRODUCER
-    target.write_text(f"# The guest ended {why} while running this example: {title}\n"
+    doubt = f"# No verdict on the kernel: {emulator}\n" if emulator else ""
+    target.write_text(f"# The guest ended {why} while running this example: {title}\n{doubt}"
                       f"# Not shrunk.  Replay: ksm-harness vm --kernel K run --repeat 5 {target.name}\n"
                       + example.read_text())
     return target
@@ -90,11 +92,15 @@ def explore_in_vm(options: vm.VmOptions, explore_args: Sequence[str], out: Path,
         data = host_paths(json.loads(result.read_text()), initramfs.GUEST_RESULTS, str(out.resolve()))
         result.write_text(json.dumps(data, indent=2) + "\n")
         return VmExplore(boot, data, None)
-    title = vmrun.title_of(follower.crashes() or boot.crashes)
-    kept = keep_crash_example(out, title, boot.killed or "by itself")
-    return VmExplore(boot, None, kept)
+    crashes = follower.crashes() or boot.crashes
+    emulator = (tcg.stale_int3(crashes[0]) or "") if crashes and boot.accel.name == "tcg" else ""
+    kept = keep_crash_example(out, vmrun.title_of(crashes), boot.killed or "by itself", emulator)
+    return VmExplore(boot, None, kept, emulator)
 
 
 def status(run: VmExplore) -> int:
-    """explore's exit code where it finished; a guest that died while exploring is a FAIL."""
-    return run.boot.status if run.data is not None else EXIT_FAIL
+    """explore's exit code where it finished; a guest that died while
+    exploring is a FAIL, or an ERROR when the emulator caused it."""
+    if run.data is not None:
+        return run.boot.status
+    return EXIT_ERROR if run.emulator else EXIT_FAIL

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import heartbeat, vm
+from . import heartbeat, tcg, vm
 from .crash import Scanner
 from .errors import EXIT_ERROR, EXIT_FAIL, HarnessError
 from . import report
@@ -134,12 +134,18 @@ def title_of(crashes: Sequence[Crash]) -> str:
     return crashes[0].title if crashes else "no kernel report on the console"
 
 
-def crashed(beat: heartbeat.Beat, why: str, crashes: Sequence[Crash], duration: float) -> ScenarioResult:
-    """The FAIL of the scenario a guest was running when it ended (killed `why`)."""
+def crashed(beat: heartbeat.Beat, why: str, crashes: Sequence[Crash], duration: float,
+            accel: str = "kvm") -> ScenarioResult:
+    """The FAIL of the scenario a guest was running when it ended (killed
+    `why`); ERROR when under TCG (`accel`) its report is one the emulator
+    causes (tcg.py), which says nothing about the kernel."""
     step = f" in step {beat.step}" if beat.step else ""
-    return ScenarioResult(name=beat.scenario, file=beat.file, line=beat.line, status=FAIL,
-                          duration=round(duration, 3), reason=f"{title_of(crashes)}: the guest ended {why}{step}",
-                          crashes=tuple(crashes))
+    status, reason = FAIL, f"{title_of(crashes)}: the guest ended {why}{step}"
+    emulator = tcg.stale_int3(crashes[0]) if crashes and accel == "tcg" else None
+    if emulator:
+        status, reason = ERROR, f"{reason}; no verdict on the kernel: {emulator}; run it again, or under KVM"
+    return ScenarioResult(name=beat.scenario, file=beat.file, line=beat.line, status=status,
+                          duration=round(duration, 3), reason=reason, crashes=tuple(crashes))
 
 
 def merged(selection: Sequence[str], done: Sequence[ScenarioResult], why_not: str, kernel: str,
@@ -186,7 +192,8 @@ def run_scenarios(options: vm.VmOptions, run_args: Sequence[str], out: Path, *, 
                 reports = follower.scenario_crashes()
                 ended = follower.killed_at or follower.clock()
                 heartbeat.record_done(share, crashed(beat, run.killed or "by itself (reboot or power off)",
-                                                     reports, ended - (follower.scenario_at or ended)), beat.kernel)
+                                                     reports, ended - (follower.scenario_at or ended),
+                                                     run.accel.name), beat.kernel)
                 done.add(beat.scenario)
                 recorded = True
                 why_not = f"{NOT_RUN} {beat.scenario} ({title_of(reports)})"

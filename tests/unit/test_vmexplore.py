@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import heartbeat, initramfs, qemu, vm, vmcli, vmexplore
-from harness.errors import EXIT_FAIL, InputError
+from harness import crash, heartbeat, initramfs, qemu, vm, vmcli, vmexplore
+from harness.errors import EXIT_ERROR, EXIT_FAIL, InputError
 
 RES = initramfs.GUEST_RESULTS
 
@@ -32,8 +32,9 @@ def test_host_paths():
         "errors": [{"file": "/h/explore/errors/00001.yaml"}], "kernel": "6.1.192", "examples": 3}
 
 
-def fake_boot(monkeypatch, guest_exit, leave):
-    """vm.run_in_vm as a guest that ran explore and left `leave` ({name: text}) on the share."""
+def fake_boot(monkeypatch, guest_exit, leave, crashes=()):
+    """vm.run_in_vm as a guest that ran explore and left `leave` ({name: text})
+    on the share, its console showing `crashes`."""
     def run_in_vm(options, command, out, *, share, follower, **kw):
         for name, text in leave.items():
             (share / name).parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +44,7 @@ def fake_boot(monkeypatch, guest_exit, leave):
                 (out / path.name).write_text(path.read_text())
         status = {None: EXIT_FAIL}.get(guest_exit, guest_exit)
         return vm.VmRun(status, "the guest stopped before the command finished" if guest_exit is None else "",
-                        guest_exit, (), False, 4.0, 60.0, out, qemu.Accel("tcg", "test"), None,
+                        guest_exit, tuple(crashes), False, 4.0, 60.0, out, qemu.Accel("tcg", "test"), None,
                         killed="after a kernel panic" if guest_exit is None else "")
     monkeypatch.setattr(vm, "run_in_vm", run_in_vm)
 
@@ -66,6 +67,15 @@ def test_a_guest_that_dies_in_an_example_keeps_it(monkeypatch, tmp_path):
     assert text.startswith("# The guest ended after a kernel panic while running this example: "
                            "no kernel report on the console\n")
     assert text.endswith("name: explore-3\nsteps: []\n")
+
+
+def test_a_guest_that_runs_stale_code_under_tcg_gives_no_verdict(monkeypatch, tmp_path):
+    log = Path(__file__).resolve().parents[1] / "data" / "logs" / "qemu-6.12-tcg-stale-int3.log"
+    fake_boot(monkeypatch, None, {"explore/example.yaml": "name: explore-3\nsteps: []\n"},
+              crash.scan_text(log.read_text()))
+    run = vmexplore.explore_in_vm(vm.VmOptions(kernel=Path("k")), [], tmp_path)
+    assert vmexplore.status(run) == EXIT_ERROR and run.emulator.startswith("the trapping byte reads eb")
+    assert run.crash_reproducer.read_text().splitlines()[1] == f"# No verdict on the kernel: {run.emulator}"
 
 
 def test_a_guest_that_dies_before_any_example(monkeypatch, tmp_path):
