@@ -42,7 +42,8 @@ sys.path.insert(0, str(REPO))
 from harness.knobs import Knobs  # noqa: E402
 from harness.lock import LOCK_PATH, MachineLock  # noqa: E402
 from harness.perf import (COW_PAGES, DEFAULT_PAGES_TO_SCAN, DEFAULT_SIZE_MIB, MIB, POLL_FROM_HARNESS,  # noqa: E402
-                          POLL_FROM_WORKER, throughput)
+                          POLL_FROM_WORKER)
+from harness.results import throughput  # noqa: E402
 
 BOUND = 0.10  # ours within 10% of theirs
 SOURCES = "/usr/src/linux-source-*.tar.xz"

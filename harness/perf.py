@@ -49,7 +49,7 @@ from .errors import HarnessError, InputError
 from .journal import Journal
 from .knobs import RUN_MERGE, RUN_UNMERGE, WriteResult
 from .lock import MachineLock
-from .results import ERROR, PASS, SKIP
+from .results import ERROR, PASS, SKIP, Measurement
 from .wait import wait_until
 from .workers import WorkerPool
 from .zygote import THP_SIZE
@@ -65,27 +65,9 @@ REGION = "r"  # the one region of each measurement's worker
 HUGE_PAGES = THP_SIZE // pages.PAGE_SIZE  # base pages in a PMD-sized huge page (512 on x86_64)
 
 
-def throughput(nbytes, seconds):
-    """MiB per second, as ksm_tests prints "Average speed" (0 for no time)."""
-    return nbytes / MIB / seconds if seconds > 0 else 0.0
-
-
 def clock():
     """ksm_tests' clock: CLOCK_MONOTONIC_RAW (no NTP slewing)."""
     return time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-
-
-@dataclass(frozen=True)
-class Measure:
-    """One number ksm_tests prints as Total size / Total time / Average speed."""
-
-    name: str  # stable id: "merge", "thp-merge", "unmerge", "cow", "cow-unmerged"
-    nbytes: int  # the bytes the time is for ("Total size"; for cow the pages written)
-    seconds: float  # the time it took ("Total time")
-
-    @property
-    def mib_per_s(self):
-        return throughput(self.nbytes, self.seconds)
 
 
 @dataclass(frozen=True)
@@ -96,7 +78,7 @@ class Outcome:
     option: str  # the ksm_tests option that measures the same: "-P", "-H", "-D", "-C"
     status: str  # PASS (measured), SKIP (this kernel lacks what it needs) or ERROR
     reason: str = ""  # why it skipped or errored, one line
-    measures: tuple = ()  # the Measures it took
+    measures: tuple = ()  # the results.Measurement it took
     notes: tuple = ()  # what the harness saw besides: pages merged, huge pages faulted
 
 
@@ -215,7 +197,7 @@ class MergeTime:
         worker = mapped(pool, npages, IDENTICAL, self.thp)
         notes = self.before(ctx, worker, npages)
         seconds = ctx.merge(worker)
-        return (Measure(self.name, npages * pages.PAGE_SIZE, seconds),), notes + (ctx.merged_note(worker, npages),)
+        return (Measurement(self.name, seconds, npages * pages.PAGE_SIZE),), notes + (ctx.merged_note(worker, npages),)
 
     def before(self, ctx, worker, npages):
         return ()
@@ -256,7 +238,7 @@ class UnmergeTime(MergeTime):
         note = ctx.merged_note(worker, npages)
         start = clock()
         worker.call("advise", region=REGION, advice="unmergeable", timeout=ctx.settings.timeout)
-        return (Measure(self.name, npages * pages.PAGE_SIZE, clock() - start),), (f"before: {note}",)
+        return (Measurement(self.name, clock() - start, npages * pages.PAGE_SIZE),), (f"before: {note}",)
 
 
 class CowTime(MergeTime):
@@ -277,7 +259,7 @@ class CowTime(MergeTime):
         merged back by ksmd, which runs on, while the loop writes (measured:
         2000 such writes took 18-25 ms against 9-12 ms for changed ones)."""
         done = worker.call("scribble", region=REGION, start=0, count=self.WRITTEN)
-        return Measure(name, self.WRITTEN * pages.PAGE_SIZE, done["elapsed_ns"] / 1e9)
+        return Measurement(name, done["elapsed_ns"] / 1e9, self.WRITTEN * pages.PAGE_SIZE)
 
     def measure(self, ctx, pool):
         # ksm_cow_time(): the writes to pages not merged go to its memory as

@@ -48,6 +48,25 @@ class StepMark:
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """A step's time, asked for with its `measure:` key."""
+
+    name: str  # the `measure:` value: "merge"
+    seconds: float  # the step's wall time, start to end
+    nbytes: Optional[int] = None  # the bytes of the pages it covered (None: no page count, no speed)
+
+    @property
+    def mib_per_s(self) -> Optional[float]:
+        """MiB per second over its pages (None without pages)."""
+        return None if self.nbytes is None else throughput(self.nbytes, self.seconds)
+
+
+def throughput(nbytes, seconds):
+    """MiB per second, as ksm_tests prints "Average speed" (0 for no time)."""
+    return nbytes / (1 << 20) / seconds if seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
 class ScenarioResult:
     """The outcome of one scenario (one point of its parameter matrix)."""
 
@@ -67,6 +86,7 @@ class ScenarioResult:
     log_context: Tuple[str, ...] = ()  # kernel log lines from before the start (context only)
     started: str = ""  # ISO 8601 UTC wall-clock time the scenario started ("" if not recorded)
     params: Mapping[str, str] = field(default_factory=dict)  # its matrix point, values as text ({} if none)
+    measurements: Tuple[Measurement, ...] = ()  # the steps with a `measure:` key, in the order they ran
 
     @property
     def failed_checks(self):

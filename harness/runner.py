@@ -31,7 +31,7 @@ from .kmsg import KmsgWatcher
 from .knobs import NEED_UNSHARED, RUN_UNMERGE, Knobs, WriteResult
 from .metrics import Metrics
 from .recovery import Tracked, entry_name, recover, recover_stale
-from .results import ERROR, FAIL, SKIP, Check, RunResult, ScenarioResult, StepMark
+from .results import ERROR, FAIL, SKIP, Check, Measurement, RunResult, ScenarioResult, StepMark
 from .runstate import RunState
 from .sampler import Counters, Sampler, deltas
 from .swap import SwapManager
@@ -65,6 +65,7 @@ class ScenarioRun:
         self.checks = []
         self.errors = []  # why the run tested less than it meant (a missed race window): ERROR
         self.steps = []
+        self.measurements = []  # results.Measurement of each step with a `measure:` key
         self.t0 = time.monotonic()
         self.deadline = self.t0 + scenario.timeout
         self.metrics = Metrics(self.state, ctx.counters, ctx.roots.proc, ctx.truth)
@@ -331,11 +332,16 @@ class ScenarioRun:
         the scenario cannot go on.  Raises DeadlineExceeded past the timeout."""
         self.left()
         self.current_line = step.line
+        measure = getattr(step, "measure", None)
+        npages = step.measured_pages(self) if measure else None
         start = time.monotonic()
         self.ctx.progress.step(step.title)
         try:
             return step.run(self)
         finally:
+            if measure:
+                self.measurements.append(Measurement(measure, round(time.monotonic() - start, 6),
+                                                     None if npages is None else npages * pages.PAGE_SIZE))
             self.mark(step.title, start)
 
     def receive(self, action, w, windows):
@@ -500,6 +506,7 @@ def run_scenario(ctx, sc, drive=None):
         deltas=deltas(run.reference, end_values) if sampler_done else {},
         notes=tuple(run.state.notes) + tuple(f"not checked: {u}" for u in run.unchecked),
         log_context=tuple(r.text for r in watcher.context[-20:]),
+        measurements=tuple(run.measurements),
         **identity,
     )
 

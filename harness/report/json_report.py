@@ -8,7 +8,7 @@ escapes control characters itself); readers that print it must clean it.
 import json
 
 from ..errors import InputError
-from ..results import Check, Crash, RunResult, Sample, ScenarioResult, StepMark
+from ..results import Check, Crash, Measurement, RunResult, Sample, ScenarioResult, StepMark
 from .terminal import check_text, totals
 
 FORMAT = "ksm-harness-result"  # the "format" key: says what this file is
@@ -37,6 +37,8 @@ def _scenario(s):
         "log_context": list(s.log_context),
         "started": s.started,
         "params": dict(s.params),
+        "measurements": [{"name": m.name, "seconds": m.seconds, "bytes": m.nbytes, "mib_per_s": m.mib_per_s}
+                         for m in s.measurements],  # mib_per_s derived: ignored by load()
     }
 
 
@@ -91,6 +93,8 @@ def _scenario_from(d):
         log_context=tuple(d.get("log_context", ())),
         started=d.get("started", ""),
         params={k: str(v) for k, v in d.get("params", {}).items()},
+        measurements=tuple(Measurement(m["name"], float(m["seconds"]), m.get("bytes"))
+                           for m in d.get("measurements", ())),
     )
 
 
@@ -123,13 +127,17 @@ def from_dict(doc, source="<json>"):
         raise InputError(f"malformed: {e}", file=source, field=where)
 
 
-def load(path):
-    """Read a file `write()` made back into a RunResult (InputError if it isn't one)."""
+def read_doc(path):
+    """A result file's JSON document, not yet checked (InputError if it is not JSON)."""
     try:
         with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+            return json.load(f)
     except OSError as e:
         raise InputError(f"cannot read result file: {e.strerror}", file=str(path))
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
         raise InputError(f"not JSON ({e}): was the run cut short while writing it?", file=str(path))
-    return from_dict(doc, source=str(path))
+
+
+def load(path):
+    """Read a file `write()` made back into a RunResult (InputError if it isn't one)."""
+    return from_dict(read_doc(path), source=str(path))

@@ -13,15 +13,10 @@ import json
 
 from . import emit
 from ..results import ERROR, FAIL, PASS, SKIP
-from .terminal import one_line
+from .terminal import measure_text, one_line
 
 FORMAT = "ksm-harness-perf"  # the "format" key of the JSON file
 VERSION = 1  # bumped when a reader could misread a file
-
-
-def measure_line(m):
-    """"merge: 100 MiB in 0.773693 s: 129.250 MiB/s"."""
-    return f"{m.name}: {m.nbytes / (1 << 20):g} MiB in {m.seconds:.6f} s: {m.mib_per_s:.3f} MiB/s"
 
 
 def settings_line(run):
@@ -33,7 +28,7 @@ def render_text(run):
     lines = [f"ksm-harness perf on {run.kernel} ({settings_line(run)})"]
     for o in run.outcomes:
         if o.status == PASS:
-            lines.extend(f"  {measure_line(m)}" for m in o.measures)
+            lines.extend(f"  {measure_text(m)}" for m in o.measures)
             lines.extend(f"      {o.name} ({o.option}): {one_line(n)}" for n in o.notes)
         else:
             lines.append(f"  {o.name}: {o.status.upper()}: {one_line(o.reason)}")
@@ -64,7 +59,7 @@ def render_ktap(run):
     counts = {PASS: 0, FAIL: 0, SKIP: 0, ERROR: 0}
     for number, o in enumerate(run.outcomes, 1):
         counts[o.status] += 1
-        lines.extend(f"# {measure_line(m)}" for m in o.measures)
+        lines.extend(f"# {measure_text(m)}" for m in o.measures)
         lines.extend(f"# {o.name}: {one_line(n)}" for n in o.notes)
         line = f"{'ok' if o.status in (PASS, SKIP) else 'not ok'} {number} {o.name}"
         if o.status == SKIP:

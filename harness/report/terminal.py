@@ -90,8 +90,17 @@ def exercised(scenario):
 
 def diagnostics(scenario):
     """The lines shown under a scenario's result: its problems, then what it
-    exercised (when anything moved)."""
-    return problems(scenario) + [line for line in (exercised(scenario),) if line]
+    exercised (when anything moved), then its measurements."""
+    return problems(scenario) + [line for line in (exercised(scenario),) if line] + [
+        f"measured {measure_text(m)}" for m in scenario.measurements]
+
+
+def measure_text(m):
+    """A results.Measurement as ksm_tests prints one: "merge: 100 MiB in
+    0.773693 s: 129.250 MiB/s" ("merge: 0.773693 s" without pages)."""
+    if m.mib_per_s is None:
+        return f"{m.name}: {m.seconds:.6f} s"
+    return f"{m.name}: {m.nbytes / (1 << 20):g} MiB in {m.seconds:.6f} s: {m.mib_per_s:.3f} MiB/s"
 
 
 def findings(run):

@@ -43,6 +43,9 @@ class OnPages(Action):
         start, count = self.pages.span(w.regions[self.region]["npages"])
         return {"start": start, "count": count}
 
+    def measured_pages(self, run):
+        return sum(self.span(w)["count"] for w in run.state.select(self.workers))
+
 
 @dataclass(frozen=True)
 class Write(OnPages):

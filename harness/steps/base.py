@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Dict, Optional, Tuple
 
 from ..errors import InputError
 from . import values
-from .fields import check_keys, dump_fields, field, parse_fields, specs
+from .fields import check_keys, dump_fields, field, measure_field, parse_fields, specs
 
 
 @dataclass
@@ -75,6 +75,11 @@ class Step:
     def check_order(self, order: Order):
         """Raise an InputError if the steps before it make this step impossible."""
 
+    def measured_pages(self, run) -> Optional[int]:
+        """The pages a `measure:` of this step covers, counted before it runs
+        (None: no page count, so no speed)."""
+        return None
+
     def run(self, run) -> bool:
         """Carry it out on a ScenarioRun; False when the scenario cannot go on."""
         raise NotImplementedError
@@ -96,6 +101,7 @@ class Action(Step):
     workers: Tuple[values.Selector, ...] = field("workers", "workers", "Which workers (default all).",
                                                  default=values.ALL_WORKERS)
     name: Optional[str] = field("name", "str", "Step title in results.")
+    measure: Optional[str] = measure_field()
 
     @classmethod
     def keys(cls):
@@ -111,6 +117,9 @@ class Action(Step):
         if cls.needs_one_of and not any(k in m for k in cls.needs_one_of):
             raise p.err(f"{cls.action} needs {', '.join(cls.needs_one_of[:-1])} or {cls.needs_one_of[-1]}", m,
                         "do", f"{where}.do")
+        if in_concurrent and step.measure:
+            raise p.err("the steps of a concurrent block run at once, so one of them has no time of its "
+                        "own; measure the block's neighbours instead", m, "measure", f"{where}.measure")
         step.validate(p, m, where, in_concurrent)
         return step
 

@@ -93,6 +93,13 @@ def field(key, type, doc, **kw):
     return dataclasses.field(default=spec.default, metadata={"spec": spec})
 
 
+def measure_field():
+    """The `measure` key a wait or an action step may carry."""
+    return field("measure", "str", "Record this step's time, and MiB/s over the pages it covers, as a measurement "
+                                   "of this name in the results (JSON, KTAP, LAVA).", pattern=r"[A-Za-z0-9_-]+",
+                 message="a measurement name is letters, digits, _ and -; not {value!r}")
+
+
 def specs(cls) -> Tuple[Tuple[str, Spec], ...]:
     """(attribute name, Spec) of every described field of a step or action class, in order."""
     return tuple((f.name, f.metadata["spec"]) for f in dataclasses.fields(cls) if "spec" in f.metadata)

@@ -7,7 +7,7 @@ from .. import faultinject, yamlload
 from ..errors import DeadlineExceeded
 from ..wait import wait_until
 from .base import Step
-from .fields import PARSERS, DUMPERS, check_keys, dump_size, field, parse_fields, parse_size
+from .fields import PARSERS, DUMPERS, check_keys, dump_size, field, measure_field, parse_fields, parse_size
 from .values import Condition
 
 WRITE_RESULTS = ("ok", "EBUSY", "EINVAL")
@@ -46,6 +46,7 @@ class Wait(Step):
     body: ClassVar[Optional[str]] = "until"  # `wait: COND` is `wait: {until: COND}`
     until: Condition = field("until", "condition", "The condition.", required=True)
     timeout: float = field("timeout", "number", "Seconds.", default=60, minimum=0, exclusive_minimum=True)
+    measure: Optional[str] = measure_field()
 
     @classmethod
     def parse(cls, p, m, where, in_concurrent=False):
@@ -65,6 +66,15 @@ class Wait(Step):
     @property
     def title(self):
         return f"{self.kind} {self.until.text}"
+
+    def measured_pages(self, run):
+        """A condition on GROUP.REGION.metric covers that region in every
+        process of the group (forked children too)."""
+        parts = self.until.name.split(".")
+        if len(parts) != 3:
+            return None
+        return sum(n for *_, n in run.metrics.each_region(parts[0], parts[1], lambda pid, w, name, info:
+                                                           info["npages"]))
 
     def run(self, run):
         cond = self.until

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import lava
+from harness import lava, perf
+from harness.errors import InputError
 from harness.report import json_report
-from harness.results import FAIL, PASS, SKIP, RunResult, ScenarioResult
+from harness.report import perf as perf_report
+from harness.results import FAIL, PASS, SKIP, Measurement, RunResult, ScenarioResult
 
 REPO = Path(__file__).resolve().parents[2]
 LAVA_SHELL = Path("/usr/lib/python3/dist-packages/lava_dispatcher/lava_test_shell")
@@ -100,3 +102,31 @@ def test_signals_from_lavas_own_helpers(tmp_path):
     assert ("TESTEVENT", "stale-stable-nodes_from_1_far_0: fail: victim.r.ksm == 0: victim.r.ksm=4096 (want == 0)") \
         in signals
     assert (results / "results" / "numa-nodes" / "result").read_text() == "skip\n"
+
+
+def test_a_measured_step_is_a_case_of_its_own_with_its_speed():
+    measured = ScenarioResult("throughput", "scenarios/core/throughput.yaml", 1, PASS, 9.0, measurements=(
+        Measurement("merge", 0.4, 100 << 20), Measurement("settle", 1.5)))
+    assert lava.calls(RunResult("k", "", 9.0, (measured,)))[2:4] == [
+        ["lava-test-case", "throughput_merge", "--result", "pass", "--measurement", "250.000", "--units", "MiB/s"],
+        ["lava-test-case", "throughput_settle", "--result", "pass", "--measurement", "1.500000", "--units", "s"]]
+
+
+def test_a_perf_result_reports_as_set_perf(tmp_path):
+    run = perf.PerfRun("6.18", "", 3.0, (("run", "2"),), (
+        perf.Outcome("merge", "-P", PASS, measures=(Measurement("merge", 0.5, 100 << 20),)),
+        perf.Outcome("thp-merge", "-H", SKIP, reason="transparent hugepages are off (enabled: never)"),
+        perf.Outcome("cow", "-C", PASS, measures=(Measurement("cow", 0.008, 8192000),
+                                                  Measurement("cow-unmerged", 0.0001, 8192000)))))
+    perf_report.write("json", run, tmp_path / "perf.json")
+    assert lava.load_calls(str(tmp_path / "perf.json")) == [
+        ["lava-test-set", "start", "perf"],
+        ["lava-test-case", "merge", "--result", "pass", "--measurement", "200.000", "--units", "MiB/s"],
+        ["lava-test-event", "thp-merge: skip: transparent hugepages are off (enabled: never)"],
+        ["lava-test-case", "thp-merge", "--result", "skip"],
+        ["lava-test-case", "cow", "--result", "pass", "--measurement", "976.562", "--units", "MiB/s"],
+        ["lava-test-case", "cow-unmerged", "--result", "pass", "--measurement", "78125.000", "--units", "MiB/s"],
+        ["lava-test-set", "stop"]]
+    (tmp_path / "bad.json").write_text('{"format": "%s", "tests": [{}]}' % perf_report.FORMAT)
+    with pytest.raises(InputError, match="malformed perf result"):
+        lava.load_calls(str(tmp_path / "bad.json"))

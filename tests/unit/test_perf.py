@@ -13,7 +13,8 @@ from harness.kernel import Thp
 from harness.knobs import Knobs
 from harness.lock import MachineLock
 from harness.report import perf as perf_report
-from harness.results import ERROR, PASS, SKIP
+from harness.report.terminal import measure_text
+from harness.results import ERROR, PASS, SKIP, Measurement, throughput
 
 MIB = 1 << 20
 SETTINGS = perf.Settings(size_mib=100, pages_to_scan=10, timeout=120)
@@ -40,9 +41,9 @@ def context(tmp_path, numa=True, thp=Thp(("always", "madvise", "never"), "madvis
 
 
 def test_throughput_is_mib_per_second():
-    assert perf.throughput(100 * MIB, 0.5) == 200.0
-    assert perf.throughput(8192000, 0.0073) == pytest.approx(7.8125 / 0.0073)
-    assert perf.throughput(MIB, 0) == 0.0
+    assert throughput(100 * MIB, 0.5) == 200.0
+    assert throughput(8192000, 0.0073) == pytest.approx(7.8125 / 0.0073)
+    assert throughput(MIB, 0) == 0.0
 
 
 class Recorder:
@@ -94,9 +95,9 @@ def test_a_scribble_changes_a_byte_of_each_page_and_times_the_loop():
 
 
 def test_a_measure_line_says_size_time_and_speed_as_ksm_tests():
-    line = perf_report.measure_line(perf.Measure("merge", 100 * MIB, 0.773693265))
+    line = measure_text(Measurement("merge", 0.773693265, 100 * MIB))
     assert line == "merge: 100 MiB in 0.773693 s: 129.250 MiB/s"
-    assert perf_report.measure_line(perf.Measure("cow", 2000 * 4096, 0.5)).startswith("cow: 7.8125 MiB in")
+    assert measure_text(Measurement("cow", 0.5, 2000 * 4096)).startswith("cow: 7.8125 MiB in")
 
 
 def test_knobs_are_written_in_ksm_tests_order(tmp_path):
@@ -149,7 +150,7 @@ class Fake:
         if self.error:
             raise self.error
         assert ctx.knobs.read("run") == "2" and ctx.knobs.read("pages_to_scan") == "10"
-        return (perf.Measure(self.name, MIB, 0.25),), ("a note",)
+        return (Measurement(self.name, 0.25, MIB),), ("a note",)
 
 
 def test_a_run_holds_the_lock_and_puts_the_knobs_back(tmp_path, monkeypatch):
@@ -173,11 +174,11 @@ RUN = perf.PerfRun(
     kernel="6.18.0", started="2026-12-03T15:00:00+00:00", duration=4.5,
     settings=(("run", "2"), ("sleep_millisecs", "0"), ("pages_to_scan", "10")),
     outcomes=(
-        perf.Outcome("merge", "-P", PASS, measures=(perf.Measure("merge", 100 * MIB, 0.5),),
+        perf.Outcome("merge", "-P", PASS, measures=(Measurement("merge", 0.5, 100 * MIB),),
                      notes=("merged: ksm_merging_pages 25600 of 25600",)),
         perf.Outcome("thp-merge", "-H", SKIP, reason="transparent hugepages are off (enabled: never)"),
-        perf.Outcome("cow", "-C", PASS, measures=(perf.Measure("cow", 8192000, 0.008),
-                                                  perf.Measure("cow-unmerged", 8192000, 0.0001))),
+        perf.Outcome("cow", "-C", PASS, measures=(Measurement("cow", 0.008, 8192000),
+                                                  Measurement("cow-unmerged", 0.0001, 8192000))),
         perf.Outcome("unmerge", "-D", ERROR, reason="WorkerError: worker perf\nkilled"),
     ))
 

@@ -10,7 +10,8 @@ import pytest
 from harness.errors import InputError
 from harness import report
 from harness.report import RENDERERS, html, json_report, junit, ktap, terminal
-from harness.results import ERROR, FAIL, PASS, SKIP, Check, Crash, RunResult, Sample, ScenarioResult, StepMark
+from harness.results import (ERROR, FAIL, PASS, SKIP, Check, Crash, Measurement, RunResult, Sample, ScenarioResult,
+                             StepMark)
 
 # Kernel log text as it can really arrive: markup, a NUL, an escape
 # sequence, a C1 CSI, a byte that was not UTF-8 (surrogateescape).
@@ -37,6 +38,7 @@ PASSED = ScenarioResult(
     ),
     steps=(StepMark(0.0, 2.0, "merge a"), StepMark(2.0, 2.0, "knob run=2")),
     deltas={"pages_sharing": 40},
+    measurements=(Measurement("merge", 0.4, 100 << 20), Measurement("settle", 1.5)),
 )
 FAILED = ScenarioResult(
     name="stale-stable-nodes[merge_across_nodes=0]",
@@ -206,6 +208,8 @@ def test_ktap_lines():
         "KTAP version 1",
         "1..4",
         "# kernel: 6.1.192-ksm",
+        "# measured merge: 100 MiB in 0.400000 s: 250.000 MiB/s",
+        "# measured settle: 1.500000 s",
         "ok 1 merge-basic",
         "# stale-stable-nodes_merge_across_nodes_0: 1 expectation failed, 1 kernel report",
         "# check failed: pages_shared == 0: pages_shared=12 (want == 0)",
@@ -277,6 +281,9 @@ def test_nice_step():
 def test_summary():
     lines = terminal.summary(RUN).splitlines()
     assert lines[0].split() == ["PASS", "merge-basic", "4.25s"]
+    assert lines[1].strip() == "measured merge: 100 MiB in 0.400000 s: 250.000 MiB/s"
+    assert lines[2].strip() == "measured settle: 1.500000 s"
+    lines = lines[2:]
     assert lines[1].split()[:3] == ["FAIL", "stale-stable-nodes[merge_across_nodes=0]", "30.5s"]
     assert lines[1].endswith("1 expectation failed, 1 kernel report")
     assert lines[2].strip() == "check failed: pages_shared == 0: pages_shared=12 (want == 0)"

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from harness import runner, runstate, scenario, steps
+from harness.errors import InputError
 from harness.knobs import Knobs
 from harness.limits import Limits
 from harness.steps import fields, values
@@ -58,7 +59,8 @@ def test_metadata_makes_valid_actions(tmp_path, action):
     alone loads, and dumps back to an equal step."""
     cls = steps.ACTIONS[action]
     mapping = {"do": action}
-    mapping.update({spec.key: example(spec) for name, spec in fields.specs(cls) if spec.key != "name"})
+    # (measure is refused in a concurrent block: test_a_measured_step_records_a_measurement)
+    mapping.update({spec.key: example(spec) for name, spec in fields.specs(cls) if spec.key not in ("name", "measure")})
     doc = yaml.safe_load(BASE)
     doc["setup"] = {"swap": {"kind": "file", "size": "4M"}}  # pageout needs it
     doc["requires"] = {"memory_failure": True}  # hwpoison needs it
@@ -130,6 +132,37 @@ def test_steps_run_one_at_a_time(fake_run):
                                       "check pages_shared == 0", "check pages_shared == 0"]
     assert [m.name for m in run.steps] == ["knob pages_to_scan=500", "check full_scans >= 3",
                                            "check pages_shared == 0", "check pages_shared == 0", "repeat"]
+
+
+def test_a_measured_step_records_a_measurement(fake_run, tmp_path):
+    run, ksm = fake_run
+    path = tmp_path / "m.yaml"
+    path.write_text(BASE + "  - wait: {until: 'full_scans >= 3', measure: merge}\n"
+                           "  - do: write\n    region: r\n    pages: 0-9\n    pattern: same\n    measure: cow\n")
+    (sc,) = scenario.load_file(path, LIMITS, Knobs(ksm))
+    wait, write = sc.steps[1:]
+    assert run.run_step(wait) is True
+    (m,) = run.measurements
+    assert m.name == "merge" and m.seconds >= 0 and m.nbytes is None  # a global counter covers no pages
+    worker = SimpleNamespace(name="a[0]", exit=None, regions={"r": {"npages": 1024}})
+    run.state.groups = {"a": [worker, SimpleNamespace(name="a[1]", exit=None, regions={"r": {"npages": 1024}})]}
+    assert write.measured_pages(run) == 20
+    assert scenario.load_file(path, LIMITS, Knobs(ksm))[0].steps[2].dump()["measure"] == "cow"
+
+
+@pytest.mark.parametrize("step, error", [
+    ("  - wait: {until: 'full_scans >= 3', measure: 'two words'}\n",
+     "steps[1].wait.measure: a measurement name is letters, digits, _ and -; not 'two words'"),
+    ("  - concurrent:\n      - do: touch\n        region: r\n        measure: t\n"
+     "        wait_for: {knob: run, value: 2}\n      - knob: {run: 2}\n",
+     "steps[1].concurrent[0].measure: the steps of a concurrent block run at once"),
+])
+def test_a_bad_measure_names_its_field(tmp_path, step, error):
+    path = tmp_path / "m.yaml"
+    path.write_text(BASE + step)
+    with pytest.raises(InputError) as exc:
+        scenario.load_file(path, LIMITS, Knobs(tmp_path / "no-ksm"))
+    assert error in str(exc.value)
 
 
 def test_a_failed_check_is_recorded_not_raised(fake_run):

@@ -137,7 +137,9 @@ def test_6_12_passes_the_suite_and_names_its_kpageflags_bug(tmp_path):
     proc, result = boot("6.12", SUITE_6_12, tmp_path, timeout=600, image="ksm-6.12.117-fixed.bzImage")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     status = {s["name"]: s["status"] for s in result["scenarios"]}
-    assert len(status) == 22 and set(status.values()) == {"pass"}, {n: s for n, s in status.items() if s != "pass"}
+    assert len(status) == 24 and set(status.values()) == {"pass"}, {n: s for n, s in status.items() if s != "pass"}
+    measured = {s["name"]: [m["name"] for m in s["measurements"]] for s in result["scenarios"] if s["measurements"]}
+    assert measured == {"throughput": ["merge", "unmerge", "cow"], "throughput-thp": ["thp-merge"]}
     # the interfaces 6.1 lacks run here: PR_SET_MEMORY_MERGE 6.4, smart_scan 6.7, advisor 6.9; and cpuset
     # on cgroup v2
     assert {"prctl-merge", "exec", "advisor", "cpuset", "fork-counters", "migrate-fork-tree"} <= set(status)
