@@ -92,14 +92,15 @@ def test_hundreds_of_generated_documents_load_within_the_limits(tmp_path):
         doc = yaml.safe_load(text)
         ballasts += doc["workers"][0]["regions"][0]["size"] == f"{machine.BALLAST_PAGES} pages"
         swapins += any(a.get("do") == "pageout" and b.get("concurrent", [{}])[0].get("do") == "touch"
-                       for a, b in zip(doc["steps"], doc["steps"][1:]))
+                       and b["concurrent"][0].get("pace_us") == 0 and {"knob": {"run": 0}} in doc["steps"][:i]
+                       for i, (a, b) in enumerate(zip(doc["steps"], doc["steps"][1:])))
         kinds |= {s.get("do") or (set(s) & set(steps.STEPS)).pop() for s in doc["steps"]}
         assert len(doc["workers"]) <= 4
     # the vocabulary is used: every bug shape and most actions appear
     assert {"knob", "wait", "concurrent", "pageout", "touch", "fork", "exit", "migrate"} <= kinds
     # some examples open the unmerge window: a ballast group first in ksmd's list
     assert 0 < ballasts < len(fake.documents)
-    # and part 3's shape in one rule: a pageout, then faults raced against run=2
+    # and part 3's shape in one rule: ksmd stopped, a pageout, then unpaced faults raced against run=2
     assert swapins > 0
     assert data["reproducer"] is None and data["totals"][FAIL] == 0
 
