@@ -153,6 +153,13 @@ def child_pids(pid):
     return out
 
 
+def _kill(p):
+    try:
+        p.kill()
+    except psutil.NoSuchProcess:
+        pass
+
+
 def _alive(p):
     """Still there and not a zombie (a zombie is dead, only not reaped yet)."""
     try:
@@ -220,9 +227,25 @@ class WorkerPool:
         return self._exited[pid]
 
     def _reap_alive(self, procs):
+        """Reap what exited; the processes of procs still alive, with any
+        process under the zygote that procs lacks (forked after they were
+        listed) killed and added to procs."""
         self._lines.send({"op": "reap", "pids": []})
         self._lines.read(time.monotonic() + 10, "zygote reap")
+        known = {p.pid for p in procs}
+        for late in self._tree():
+            if late.pid not in known:
+                _kill(late)
+                procs.append(late)
         return [p for p in procs if _alive(p)]
+
+    def _tree(self):
+        """Every live process under the zygote: the workers, their children,
+        and the orphans it adopted as subreaper."""
+        try:
+            return [p for p in psutil.Process(self.zygote.pid).children(recursive=True) if _alive(p)]
+        except psutil.NoSuchProcess:
+            return []
 
     def busy(self):
         """(name, pid, command) of every live worker that owes a reply."""
@@ -238,14 +261,17 @@ class WorkerPool:
             except psutil.NoSuchProcess:
                 pass
         for p in procs:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
+            _kill(p)
         try:
             # killed workers are the zygote's children and their orphaned
             # descendants are adopted by it (PR_SET_CHILD_SUBREAPER): each
-            # reap request collects every one that has exited
+            # reap request collects every one that has exited.  Every process
+            # under the zygote must be gone before close() returns, a child
+            # forked after the list was made too: one still exiting maps its
+            # KSM pages until exit_mmap(), after ksm_exit() took it off ksmd's
+            # list, so the run=2 after the pool closes cannot remove their
+            # stable nodes (mm/ksm.c remove_stable_node(): "Page could be still
+            # mapped if this races with __mmput()"), and they stay counted
             try:
                 wait_until(lambda: not self._reap_alive(procs), KILL_WAIT, "workers and descendants exit")
                 left = []

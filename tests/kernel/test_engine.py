@@ -1,10 +1,13 @@
 """The engine against the real kernel: merge, unmerge, swap, fork storms."""
+import subprocess
+
 import psutil
 
-from harness import pages
+from harness import pages, workers
 from harness.knobs import WriteResult
 from harness.sampler import read_vmstat
 from harness.wait import wait_until
+from harness.workers import WorkerPool
 
 NPAGES = 1024
 
@@ -100,3 +103,20 @@ def test_fork_storm_while_unmerging(ksm, pool):
         assert view(w).ksm_count == 0
         for d in w.descendants():
             assert pages.region_pages(d.pid, w.regions["r"]["addr"], NPAGES).ksm_count == 0
+
+
+def test_close_ends_children_forked_after_the_list_was_made():
+    """A process under the zygote that close() did not list (a child forked
+    after the list was made; here a `sleep` standing in for one) is killed and
+    gone before close() returns: one still exiting would keep its KSM pages
+    mapped past the run=2 that follows (workers.py close())."""
+    late = subprocess.Popen(["sleep", "60"])
+    try:
+        with WorkerPool() as pool:
+            (w,) = mapped(pool, 1, {"kind": "unique", "seed": 9})
+            w.descendants = lambda: []  # the list close() makes misses it
+            pool._tree = lambda: [p for p in [psutil.Process(late.pid)] if workers._alive(p)]
+        assert late.poll() is not None or not workers._alive(psutil.Process(late.pid))
+    finally:
+        late.kill()
+        late.wait()
