@@ -110,30 +110,35 @@ class Worker:
         return WorkerDied(f"worker {self.name} (pid {self.pid}) {how} during {op}", self.exit)
 
     def descendants(self):
-        """Every live descendant, as psutil.Process.  Followed down from the
-        worker through /proc/PID/task/TID/children where the kernel has it:
-        psutil's children() reads /proc/*/stat of every process on the
-        machine for each call, so asking it for each of hundreds of workers
-        costs workers x processes (seconds per metric at 256 workers)."""
-        if not PROC_CHILDREN:
-            try:
-                return psutil.Process(self.pid).children(recursive=True)
-            except psutil.NoSuchProcess:
-                return []
-        found, todo = [], child_pids(self.pid)
-        while todo:
-            pid = todo.pop()
-            try:
-                found.append(psutil.Process(pid))
-            except psutil.NoSuchProcess:
-                continue
-            todo.extend(child_pids(pid))
-        return found
+        """Every live descendant, as psutil.Process (descendants_of())."""
+        return descendants_of(self.pid)
 
 
 # fs/proc/array.c children_seq_ops, CONFIG_PROC_CHILDREN (Debian's kernels
 # have it; the test kernels' minimal config does not)
 PROC_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
+def descendants_of(pid):
+    """Every live descendant of pid, as psutil.Process.  Followed down
+    through /proc/PID/task/TID/children where the kernel has it: psutil's
+    children() reads /proc/*/stat of every process on the machine for each
+    call, so asking it for each of hundreds of workers costs workers x
+    processes (seconds per metric at 256 workers)."""
+    if not PROC_CHILDREN:
+        try:
+            return psutil.Process(pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+    found, todo = [], child_pids(pid)
+    while todo:
+        child = todo.pop()
+        try:
+            found.append(psutil.Process(child))
+        except psutil.NoSuchProcess:
+            continue
+        todo.extend(child_pids(child))
+    return found
 
 
 def child_pids(pid):
@@ -242,10 +247,7 @@ class WorkerPool:
     def _tree(self):
         """Every live process under the zygote: the workers, their children,
         and the orphans it adopted as subreaper."""
-        try:
-            return [p for p in psutil.Process(self.zygote.pid).children(recursive=True) if _alive(p)]
-        except psutil.NoSuchProcess:
-            return []
+        return [p for p in descendants_of(self.zygote.pid) if _alive(p)]
 
     def busy(self):
         """(name, pid, command) of every live worker that owes a reply."""
