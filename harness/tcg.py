@@ -23,7 +23,7 @@ The verdict on such a crash is ERROR naming this, never a FAIL that blames
 the kernel; under KVM or on hardware the same report stays a FAIL.
 """
 import re
-from typing import Optional
+from typing import Optional, Sequence
 
 from .results import Crash
 
@@ -47,3 +47,9 @@ def stale_int3(crash: Crash) -> Optional[str]:
     return (f"the trapping byte reads {before[-1]}, not int3 (cc): a vCPU ran kernel text from before "
             f"text_poke_bp() patched it, which qemu's TCG can do and a real CPU cannot "
             f"(arch/x86/kernel/alternative.c text_poke_bp_batch())")
+
+
+def emulator_fault(crashes: Sequence[Crash], accel: str) -> str:
+    """Why the first of a guest's crashes is the emulator's, not the kernel's
+    (only under TCG, `accel` "tcg"); "" when it is not, or when there is none."""
+    return (stale_int3(crashes[0]) or "") if crashes and accel == "tcg" else ""

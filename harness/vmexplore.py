@@ -93,7 +93,7 @@ def explore_in_vm(options: vm.VmOptions, explore_args: Sequence[str], out: Path,
         result.write_text(json.dumps(data, indent=2) + "\n")
         return VmExplore(boot, data, None)
     crashes = follower.crashes() or boot.crashes
-    emulator = (tcg.stale_int3(crashes[0]) or "") if crashes and boot.accel.name == "tcg" else ""
+    emulator = tcg.emulator_fault(crashes, boot.accel.name)
     kept = keep_crash_example(out, vmrun.title_of(crashes), boot.killed or "by itself", emulator)
     return VmExplore(boot, None, kept, emulator)
 

@@ -141,7 +141,7 @@ def crashed(beat: heartbeat.Beat, why: str, crashes: Sequence[Crash], duration: 
     causes (tcg.py), which says nothing about the kernel."""
     step = f" in step {beat.step}" if beat.step else ""
     status, reason = FAIL, f"{title_of(crashes)}: the guest ended {why}{step}"
-    emulator = tcg.stale_int3(crashes[0]) if crashes and accel == "tcg" else None
+    emulator = tcg.emulator_fault(crashes, accel)
     if emulator:
         status, reason = ERROR, f"{reason}; no verdict on the kernel: {emulator}; run it again, or under KVM"
     return ScenarioResult(name=beat.scenario, file=beat.file, line=beat.line, status=status,
