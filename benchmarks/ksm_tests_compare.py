@@ -187,8 +187,10 @@ def main():
                 else:
                     got_ours = ours(args.size, args.pages_to_scan, tmp, POLL_FROM_WORKER)
                     apart = ours(args.size, args.pages_to_scan, tmp, POLL_FROM_HARNESS, ("merge",))
-                    got_ours[APART] = apart.get("merge", 0)
-            got_theirs[APART] = got_theirs.get("merge", 0)
+                    if "merge" in apart:
+                        got_ours[APART] = apart["merge"]
+            if "merge" in got_theirs:  # merge-apart is held beside ksm_tests' -P
+                got_theirs[APART] = got_theirs["merge"]
             for name, (t, o) in samples.items():
                 if name in got_theirs and name in got_ours:
                     t.append(got_theirs[name])
