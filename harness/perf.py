@@ -19,9 +19,11 @@ merge_across_nodes=1 (where the kernel has NUMA) and pages_to_scan=N (its -p,
   after they were merged (do_wp_page() copies each KSM page: wp_page_copy()).
 
 Here a worker (harness/zygote.py) owns the memory and the harness writes the
-knobs (knobs.py), so what is timed includes the harness's own bookkeeping:
-its command round trips and its JSON.  The COW writes are timed in the
-worker around its write loop, as ksm_cow_time() times its memset() loop.
+knobs (knobs.py), so a merge's time includes the harness's own bookkeeping:
+two command round trips and their JSON, against a merge of 0.1-0.5 s.  The
+unmerge and the COW writes are timed in the worker around the madvise()
+call and the write loop alone, as ksm_unmerge_time() and ksm_cow_time()
+time them: a round trip would be a part of the time there.
 
 Who polls full_scans during a merge is a choice (--poll-from).  ksm_tests
 polls from the process whose pages ksmd merges, so that process's mm is live
@@ -236,9 +238,10 @@ class UnmergeTime(MergeTime):
         worker = mapped(pool, npages, IDENTICAL)
         ctx.merge(worker)
         note = ctx.merged_note(worker, npages)
-        start = clock()
-        worker.call("advise", region=REGION, advice="unmergeable", timeout=ctx.settings.timeout)
-        return (Measurement(self.name, clock() - start, npages * pages.PAGE_SIZE),), (f"before: {note}",)
+        # timed in the worker around madvise() alone, as ksm_unmerge_time()
+        # times ksm_unmerge_pages(): a command round trip is not the kernel's
+        done = worker.call("advise", region=REGION, advice="unmergeable", timeout=ctx.settings.timeout)
+        return (Measurement(self.name, done["elapsed_ns"] / 1e9, npages * pages.PAGE_SIZE),), (f"before: {note}",)
 
 
 class CowTime(MergeTime):

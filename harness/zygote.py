@@ -132,13 +132,15 @@ class Worker:
     def op_advise(self, args):
         r = self.region(args["region"])
         base, count = r.span(args.get("start", 0), args.get("count"))
+        start = lib.ksmh_monotonic_ns()
         check(lib.ksmh_madvise(base, count * PAGE_SIZE, ADVICE[args["advice"]]),
               f"madvise {args['advice']}")
+        elapsed = lib.ksmh_monotonic_ns() - start  # the call alone (perf's unmerge: ksm_unmerge_time())
         if args["advice"] == "dontneed":
             # private anonymous pages zapped by MADV_DONTNEED read back as zeroes
             # (mm/madvise.c madvise_dontneed_single_vma(); do_anonymous_page())
             r.set_keys({"kind": "zero"}, 0, args.get("start", 0), count)
-        return {}
+        return {"elapsed_ns": elapsed}
 
     def op_hwpoison(self, args):
         """madvise(MADV_HWPOISON) page by page (mm/madvise.c madvise_inject_error()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List
 
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, precondition, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, multiple, precondition, rule
 
 from .. import steps
 from ..knobs import NEED_UNSHARED  # -EBUSY while anything is shared: explore writes them after an unmerge
@@ -34,7 +34,7 @@ RACE_ACTIONS = ("touch", "fork")  # actions that can start on a knob value (thei
 # merges between the pages_shared read and the page walk is a false alarm
 RACE_RUN = ("2", "0")
 SCENARIO_TIMEOUT = 300
-# a ballast group: pages of few contents that merge, first in ksmd's list
+# a ballast group: pages of few contents that merge, making run=2 long (add_ballast)
 BALLAST_PAGES = 4096  # per worker (16 MiB), as the seed scenarios' ballast
 BALLAST_COUNT = (2, 4)  # workers
 BALLAST_PATTERN = {"kind": "groups", "seed": 9, "groups": 256}
@@ -79,6 +79,9 @@ class Draft:
     # (group, region) that an advise step (or PR_SET_MEMORY_MERGE=0) may have made unmergeable
     unmergeable: set = field(default_factory=set)
     merge_any_groups: set = field(default_factory=set)  # groups whose workers set PR_SET_MEMORY_MERGE=1 last
+    ballast: str = ""  # the group add_ballast added, if any
+    # the ballast is mapped after every other group (last in ksmd's list), not first
+    ballast_last: bool = False
 
     def add(self, step):
         self.steps.append(step)
@@ -139,7 +142,8 @@ class Draft:
         doc["setup"] = {"knobs": {"pages_to_scan": 5000, "sleep_millisecs": 10}}
         if self.swap:
             doc["setup"]["swap"] = {"kind": "file", "size": SWAP_SIZE}
-        doc["workers"] = list(self.groups.values())
+        # file order is mapping order, ksmd's list order (runner.ScenarioRun.setup)
+        doc["workers"] = sorted(self.groups.values(), key=lambda g: self.ballast_last and g["name"] == self.ballast)
         doc["steps"] = list(self.steps)
         if self.merge_any and self.run == "2":
             # the runner's last check writes run=2 once the workers are gone,
@@ -186,6 +190,9 @@ class ExploreMachine(RuleBasedStateMachine):
     @rule(target=regions, data=st.data())
     @whole
     def add_group(self, data):
+        return self.new_group(data)
+
+    def new_group(self, data):
         name = f"g{len(self.draft.groups) + 1}"
         self.draft.groups[name] = {"name": name, "count": data.draw(st.integers(1, MAX_COUNT)), "regions": []}
         return self.region(data, name)
@@ -194,17 +201,31 @@ class ExploreMachine(RuleBasedStateMachine):
     @rule(target=regions, data=st.data())
     @whole
     def add_ballast(self, data):
-        """A first group of many merged pages: run=2 unmerges ksmd's list in
-        order (mm/ksm.c unmerge_and_remove_all_rmap_items() walks
-        ksm_mm_head from the start; __ksm_enter() adds at the tail), so while
-        it breaks the ballast's COW the groups after it are still merged: the
-        window a fork or a swap-in must land in to catch parts 2 and 3 of the
-        seed fix, which explore's small regions close in milliseconds."""
+        """A group of many merged pages, which makes run=2 long.  The unmerge
+        walks ksmd's list in order (mm/ksm.c unmerge_and_remove_all_rmap_items()
+        walks ksm_mm_head from the start; __ksm_enter() adds at the tail, in
+        the order setup maps the groups), so where the ballast stands decides
+        which window stays open while it breaks the ballast's COW:
+        - first: the groups after it are still merged, the window a fork
+          must land in to catch part 2 of the seed fix;
+        - last: the groups before it are already unmerged, the window a
+          swap-in must land in to catch part 3 (do_swap_page() maps a KSM
+          page from swapcache into an mm the unmerge has passed, and
+          nothing unmerges it again; seed/swapin-during-unmerge.yaml puts
+          its ballast last for this).
+        Explore's small regions alone close either window in milliseconds.
+        With the ballast always first, part 3 was never found (no failure
+        in 54 examples, 900 s, on its kernel)."""
         name = "g1"
         region = {"name": "r1", "size": f"{BALLAST_PAGES} pages", "pattern": dict(BALLAST_PATTERN)}
         self.draft.groups[name] = {"name": name, "count": data.draw(st.integers(*BALLAST_COUNT)),
                                    "regions": [region]}
-        return name, region["name"]
+        self.draft.ballast, self.draft.ballast_last = name, data.draw(st.booleans())
+        if not self.draft.ballast_last:
+            return name, region["name"]
+        # a group to stand before it: steps may start at once, and a ballast
+        # last with nothing before it would open no window
+        return multiple((name, region["name"]), self.new_group(data))
 
     @rule(target=regions, data=st.data(), where=regions)
     @whole

@@ -94,6 +94,13 @@ def test_a_scribble_changes_a_byte_of_each_page_and_times_the_loop():
     assert worker.op_verify({"region": "r"})["bad"] == 0
 
 
+def test_an_advice_is_timed_around_the_madvise_call_in_the_worker():
+    worker = zygote.Worker(None)
+    worker.op_map({"region": "r", "npages": 8, "pattern": {"kind": "same"}, "worker": 0, "mergeable": False})
+    # a region never made mergeable: ksm_madvise() returns at once, and no KSM state changes
+    assert worker.op_advise({"region": "r", "advice": "unmergeable"})["elapsed_ns"] > 0
+
+
 def test_a_measure_line_says_size_time_and_speed_as_ksm_tests():
     line = measure_text(Measurement("merge", 0.773693265, 100 * MIB))
     assert line == "merge: 100 MiB in 0.773693 s: 129.250 MiB/s"
