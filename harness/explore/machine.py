@@ -82,6 +82,9 @@ class Draft:
     ballast: str = ""  # the group add_ballast added, if any
     # the ballast is mapped after every other group (last in ksmd's list), not first
     ballast_last: bool = False
+    # (victim, partner): two groups add_ballast put before a last ballast,
+    # whose region r1 holds the same pages worker by worker
+    pair: tuple = ()
 
     def add(self, step):
         self.steps.append(step)
@@ -223,9 +226,24 @@ class ExploreMachine(RuleBasedStateMachine):
         self.draft.ballast, self.draft.ballast_last = name, data.draw(st.booleans())
         if not self.draft.ballast_last:
             return name, region["name"]
-        # a group to stand before it: steps may start at once, and a ballast
-        # last with nothing before it would open no window
-        return multiple((name, region["name"]), self.new_group(data))
+        return multiple((name, region["name"]), *self.add_pair(data))
+
+    def add_pair(self, data):
+        """Before a last ballast (steps may start at once, and a ballast with
+        nothing before it opens no window), a victim and a partner group as
+        seed/swapin-during-unmerge.yaml has them: the same workers and region
+        r1 of unique pages, the same seed, so worker i of each holds worker
+        i's pages of the other (Pattern "unique" keys pages by worker index)
+        and each page merges into a KSM page of two mappings, which the
+        partner's COW leaves to the victim alone."""
+        victim = self.new_group(data)[0]
+        partner = f"g{len(self.draft.groups) + 1}"
+        self.draft.groups[partner] = dict(copy.deepcopy(self.draft.groups[victim]), name=partner)
+        region = self.draft.groups[victim]["regions"][0]
+        region["pattern"] = {"kind": "unique", "seed": region["pattern"]["seed"], "groups": 1}
+        self.draft.groups[partner]["regions"][0]["pattern"] = dict(region["pattern"])
+        self.draft.pair = (victim, partner)
+        return (victim, "r1"), (partner, "r1")
 
     @rule(target=regions, data=st.data(), where=regions)
     @whole
@@ -286,10 +304,16 @@ class ExploreMachine(RuleBasedStateMachine):
         the partner breaks its COW first and the victim pages out what it alone maps."""
         self.paged_out_alone(data, victim, partner)
 
-    def paged_out_alone(self, data, victim, partner):
+    def paged_out_alone(self, data, victim, partner, whole_groups=False):
+        """whole_groups: the steps name the victim's and the partner's whole
+        groups, not a drawn selector (which may be "all")."""
         if partner[0] != victim[0]:
-            self.draft.add(self.action(data, "touch", partner, write=True))
-        self.draft.add(self.action(data, "pageout", victim))
+            self.draft.add(self.action(data, "touch", partner, write=True, **self.group_of(partner, whole_groups)))
+        self.draft.add(self.action(data, "pageout", victim, **self.group_of(victim, whole_groups)))
+
+    @staticmethod
+    def group_of(where, whole_groups):
+        return {"workers": where[0]} if whole_groups else {}
 
     @precondition(lambda self: self.draft.groups and self.vocab.has("pageout") and self.vocab.has("touch")
                   and {"1", "2"} <= set(self.vocab.knob_values("run")))
@@ -306,12 +330,17 @@ class ExploreMachine(RuleBasedStateMachine):
         kept, since drawing loses them: ksmd stopped (run=0) before the
         partner's COW, or it merges the unchanged copies back and the pageout
         skips pages mapped twice; and unpaced faults, which land while run=2
-        is written (no failure in 19 examples, 420 s, without them)."""
+        is written (no failure in 19 examples, 420 s, without them).  Where
+        add_ballast made a victim and a partner group, they are the victim
+        and the partner, each named as a whole group."""
+        paired = bool(self.draft.pair)
+        if paired:
+            victim, partner = ((g, "r1") for g in self.draft.pair)
         self.merged()
         if "0" in self.vocab.knob_values("run"):
             self.knob("run", "0")
-        self.paged_out_alone(data, victim, partner)
-        self.raced(data, victim, "touch", "2", pace_us=0)
+        self.paged_out_alone(data, victim, partner, paired)
+        self.raced(data, victim, "touch", "2", pace_us=0, **self.group_of(victim, paired))
 
     @precondition(lambda self: self.vocab.has("touch"))
     @rule(data=st.data(), where=regions)
