@@ -103,8 +103,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"kernel: {args.kernel}" + (f" ({version})" if version else ""), file=sys.stderr)
         print(f"results: {out}", file=sys.stderr)
         if args.command == "explore":
-            return explored(vmexplore.explore_in_vm(opts, args.run_args, out, echo=sys.stdout,
-                                                    verbose=args.verbose))
+            return explored(vmexplore.explore_across_boots(opts, args.run_args, out, echo=sys.stdout,
+                                                           verbose=args.verbose))
         run = vmrun.run_scenarios(opts, args.run_args, out, stop_on_crash=args.stop_on_crash,
                                   echo=sys.stdout, verbose=args.verbose)
     except HarnessError as exc:
@@ -122,18 +122,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     return run.status
 
 
-def explored(run: vmexplore.VmExplore) -> int:
-    """Print what an exploration in a guest found; its exit code."""
+def explored(boots) -> int:
+    """Print what an exploration in a guest found, boot by boot (vmexplore.VmExplore each); its exit code."""
     from .explore import report  # imports Hypothesis
 
-    if run.data is not None:
-        print(f"--- {run.boot.out / vmexplore.GUEST_JSON}:")
-        sys.stdout.write(report.summary(run.data))
-    else:
-        print(f"ERROR: {run.boot.reason}; no verdict on the kernel: {run.emulator}" if run.emulator
-              else f"FAIL: {run.boot.reason}")
-        print(f"  the example it was running: {run.crash_reproducer or 'none written yet'}")
-    for crash in run.boot.crashes:
-        print(f"console.log: {terminal.crash_text(crash)}")
-    print(f"[results: {run.boot.out}]")
-    return vmexplore.status(run)
+    for run in boots:
+        if run.data is not None:
+            print(f"--- {run.boot.out / vmexplore.GUEST_JSON}:")
+            sys.stdout.write(report.summary(run.data))
+        else:
+            print(f"ERROR: {run.boot.reason}; no verdict on the kernel: {run.emulator}" if run.emulator
+                  else f"FAIL: {run.boot.reason}")
+            print(f"  the example it was running: {run.crash_reproducer or 'none written yet'}")
+        for crash in run.boot.crashes:
+            print(f"console.log: {terminal.crash_text(crash)}")
+        if run.replay:
+            print(f"  replayed {run.replay.runs} times, a boot after each crash: failed {run.replay.failed} of "
+                  f"{run.replay.runs} [{run.replay.out}]")
+        print(f"[results: {run.boot.out}]")
+    if len(boots) > 1:
+        print(f"{len(boots)} boots: {sum(1 for b in boots if b.crash_reproducer)} ended in a crash")
+    return vmexplore.status_of_all(boots)

@@ -35,7 +35,20 @@ def test_host_paths():
 def fake_boot(monkeypatch, guest_exit, leave, crashes=()):
     """vm.run_in_vm as a guest that ran explore and left `leave` ({name: text})
     on the share, its console showing `crashes`."""
+    fake_boots(monkeypatch, [(guest_exit, leave, crashes)])
+
+
+def fake_boots(monkeypatch, boots, commands=None):
+    """vm.run_in_vm as guests, one boot after another as `boots` says
+    ((guest_exit, leave, crashes) each, the last one again once they run out);
+    each guest command goes to `commands`."""
+    queue = list(boots)
+
     def run_in_vm(options, command, out, *, share, follower, **kw):
+        guest_exit, leave, crashes = queue.pop(0) if len(queue) > 1 else queue[0]
+        if commands is not None:
+            commands.append(command)
+        out.mkdir(parents=True, exist_ok=True)
         for name, text in leave.items():
             (share / name).parent.mkdir(parents=True, exist_ok=True)
             (share / name).write_text(text)
@@ -89,10 +102,57 @@ def test_cli_explore_needs_no_arguments_and_prints_the_summary(monkeypatch, tmp_
     kernel.write_bytes(b"")
     monkeypatch.setattr(qemu, "kernel_version", lambda path: "6.1.192")
     fake_boot(monkeypatch, None, {"explore/example.yaml": "name: explore-3\n"})
+    monkeypatch.setattr(vmexplore, "replayed", lambda *a, **kw: vmexplore.Replay(5, 4, tmp_path / "o" / "r"))
+    monkeypatch.setattr(vmexplore, "MIN_BUDGET", 1e9)  # no boot after the crash
     assert vmcli.main(["--kernel", str(kernel), "--out", str(tmp_path / "o"), "explore"]) == EXIT_FAIL
     out = capsys.readouterr().out
     assert "FAIL: the guest stopped before the command finished" in out
     assert f"the example it was running: {tmp_path / 'o' / 'crash-reproducer.yaml'}" in out
+    assert "replayed 5 times, a boot after each crash: failed 4 of 5" in out
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 100.0  # each look at the clock: a boot's worth of time
+        return self.now
+
+
+def test_a_crash_costs_a_boot_not_the_exploration(monkeypatch, tmp_path):
+    commands, replays = [], []
+    died = (None, {"explore/example.yaml": "name: explore-3\n"}, ())
+    finished = (0, {"explore.json": json.dumps({"out": f"{RES}/explore", "reproducer": None})}, ())
+    fake_boots(monkeypatch, [died, died, finished], commands)
+    monkeypatch.setattr(vmexplore, "replayed", lambda options, path, times, **kw: replays.append((path, times))
+                        or vmexplore.Replay(times, 1, path.parent / "crash-replay"))
+    boots = vmexplore.explore_across_boots(vm.VmOptions(kernel=Path("k")),
+                                           ["--seed", "7", "--budget=900", "--replay", "2", "scenarios/x.yaml"],
+                                           tmp_path, clock=Clock())
+    assert [b.boot.out for b in boots] == [tmp_path, tmp_path / "boot-2", tmp_path / "boot-3"]
+    # each later boot: the budget left, the next seed, the rest as given
+    explore_args = [c[c.index("explore") + 5:] for c in commands]
+    assert explore_args == [["--seed", "7", "--budget=900", "--replay", "2", "scenarios/x.yaml"],
+                            ["--replay", "2", "scenarios/x.yaml", "--budget", "800", "--seed", "8"],
+                            ["--replay", "2", "scenarios/x.yaml", "--budget", "700", "--seed", "9"]]
+    assert replays == [(tmp_path / "crash-reproducer.yaml", 2), (tmp_path / "boot-2" / "crash-reproducer.yaml", 2)]
+    assert boots[0].replay.failed == 1 and boots[2].data is not None
+    assert vmexplore.status_of_all(boots) == EXIT_FAIL
+
+
+def test_no_boot_after_a_crash_when_the_budget_is_spent_or_before_any_example(monkeypatch, tmp_path):
+    monkeypatch.setattr(vmexplore, "replayed", lambda *a, **kw: vmexplore.Replay(0, 0, tmp_path))
+    fake_boot(monkeypatch, None, {"explore/example.yaml": "name: explore-3\n"})
+    assert len(vmexplore.explore_across_boots(vm.VmOptions(kernel=Path("k")), ["--budget", "120"], tmp_path,
+                                              clock=Clock())) == 1
+    fake_boot(monkeypatch, None, {})
+    assert len(vmexplore.explore_across_boots(vm.VmOptions(kernel=Path("k")), [], tmp_path / "b", clock=Clock())) == 1
+
+
+def test_arguments_explore_refuses_are_refused_before_any_boot(monkeypatch, tmp_path, capsys):
+    with pytest.raises(InputError, match="not arguments of ksm-harness explore: --budget soon"):
+        vmexplore.explore_across_boots(vm.VmOptions(kernel=Path("k")), ["--budget", "soon"], tmp_path)
 
 
 def test_heartbeat_around_follows_one_example_at_a_time(tmp_path):
