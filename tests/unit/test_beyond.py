@@ -207,3 +207,10 @@ def test_cpuset_skips_without_the_controller_or_the_cpus(tmp_path, monkeypatch):
     monkeypatch.setattr(requirements.cgroup, "available", lambda proc, controller: f"no {controller} here")
     assert requirements.cpuset_reasons(sc, ctx.roots) == ["no cpuset here"]
     assert "no cpuset here" in requirements.reasons(sc, ctx)
+
+
+def test_advice_that_lets_the_shared_zero_page_in_without_ksm_drops_pages(tmp_path):
+    # MADV_DONTNEED: a read fault maps it; MADV_HUGEPAGE: a THP split maps zero-filled subpages to it (6.12+)
+    _, (sc,) = load(tmp_path, BASE + "".join(f"  - do: advise\n    region: r\n    advice: {a}\n"
+                                             for a in ("dontneed", "hugepage", "pageout", "mergeable")))
+    assert [a.drops_pages for a in sc.steps[1:5]] == [True, True, False, False]
