@@ -130,15 +130,12 @@ def status(run: VmExplore) -> int:
 
 def guest_options(explore_args: Sequence[str]) -> argparse.Namespace:
     """explore's own parse of its arguments (budget, seed, replay), before any boot."""
+    from .cli import Parser
     from .explore import command as explore_command  # imports Hypothesis
 
-    parser = argparse.ArgumentParser(prog="ksm-harness vm ... explore", add_help=False)
+    parser = Parser(prog="ksm-harness vm ...", add_help=False)  # a usage error is an InputError (exit 2)
     explore_command.add_parser(parser.add_subparsers())
-    try:
-        return parser.parse_args(["explore", *explore_args])
-    except SystemExit:  # argparse printed what is wrong
-        raise InputError(f"not arguments of ksm-harness explore: {' '.join(explore_args)}",
-                         field="explore") from None
+    return parser.parse_args(["explore", *explore_args])
 
 
 def continued(explore_args: Sequence[str], seed: Optional[int], budget: float) -> list:
