@@ -9,7 +9,8 @@ and a wait for ksmd), push merged pages to swapcache (pageout of pages only
 this worker maps), unmerge (run=2) with a worker action started on that
 value, switch merge_across_nodes after an unmerge, fault pages back, fork
 during the unmerge.  Each has a rule of its own, beside a generic rule for any
-action and any knob of the vocabulary."""
+action and any knob of the vocabulary, and parts 2 and 3 of the seed fix have
+a rule each that draws their whole shape in order."""
 import copy
 import functools
 from dataclasses import dataclass, field
@@ -341,6 +342,25 @@ class ExploreMachine(RuleBasedStateMachine):
             self.knob("run", "0")
         self.paged_out_alone(data, victim, partner, paired)
         self.raced(data, victim, "touch", "2", pace_us=0, **self.group_of(victim, paired))
+
+    @precondition(lambda self: self.draft.groups and self.vocab.has("fork")
+                  and {"1", "2"} <= set(self.vocab.knob_values("run")))
+    @rule(data=st.data(), where=regions)
+    @whole
+    def fork_during_unmerge(self, data, where):
+        """The merge and race rules in the order part 2 of the seed fix needs
+        them: merged pages, then a fork that starts when run reads 2.  mm/ksm.c
+        __ksm_enter() puts the child's mm just behind ksmd's cursor, which the
+        unmerge has passed, unless run=2 sends it to the tail (the fix's part
+        2); the child then keeps the KSM pages it inherited.  The parent must
+        still be merged when it forks: a group after a first ballast, whose
+        unmerge holds the cursor meanwhile."""
+        if self.draft.ballast and not self.draft.ballast_last and where[0] == self.draft.ballast:
+            after = [(g, group["regions"][0]["name"]) for g, group in self.draft.groups.items()
+                     if g != self.draft.ballast]
+            where = data.draw(st.sampled_from(after)) if after else where
+        self.merged()
+        self.raced(data, where, "fork", "2")
 
     @precondition(lambda self: self.vocab.has("touch"))
     @rule(data=st.data(), where=regions)
