@@ -190,6 +190,12 @@ def _crash_names(crashes: Sequence[Crash]) -> str:
     return "; ".join(dict.fromkeys(c.title for c in crashes))
 
 
+def boot_out(out: Path, earlier: int) -> Path:
+    """Where a boot's files go when a crash made the run boot again: --out
+    for the first boot, OUT/boot-2/, OUT/boot-3/... after it."""
+    return Path(out) / f"boot-{earlier + 1}" if earlier else Path(out)
+
+
 def run_in_vm(
     options: VmOptions,
     command: Sequence[str],

@@ -173,8 +173,7 @@ def explore_across_boots(options: vm.VmOptions, explore_args: Sequence[str], out
     boots: list = []
     args = list(explore_args)
     while True:
-        boot_out = Path(out) if not boots else Path(out) / f"boot-{len(boots) + 1}"
-        one = explore_in_vm(options, args, boot_out, echo=echo, verbose=verbose, log=log)
+        one = explore_in_vm(options, args, vm.boot_out(out, len(boots)), echo=echo, verbose=verbose, log=log)
         if one.crash_reproducer is not None and not one.emulator and wanted.replay:
             log(f"the guest crashed: replaying {one.crash_reproducer} {wanted.replay} times, a boot after each crash")
             one = replace(one, replay=replayed(options, one.crash_reproducer, wanted.replay, echo=echo,

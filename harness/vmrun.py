@@ -173,7 +173,7 @@ def run_scenarios(options: vm.VmOptions, run_args: Sequence[str], out: Path, *, 
             follower = Follower()
             if followers is not None:
                 followers.append(follower)
-            boot_out = out if not boots else out / f"boot-{len(boots) + 1}"
+            boot_out = vm.boot_out(out, len(boots))
             before = len(heartbeat.read_done(share))
             try:
                 run = vm.run_in_vm(options, vm.harness_command(run_args, verbose), boot_out, echo=echo,

@@ -81,11 +81,14 @@ class Draft:
     unmergeable: set = field(default_factory=set)
     merge_any_groups: set = field(default_factory=set)  # groups whose workers set PR_SET_MEMORY_MERGE=1 last
     ballast: str = ""  # the group add_ballast added, if any
-    # the ballast is mapped after every other group (last in ksmd's list), not first
-    ballast_last: bool = False
     # (victim, partner): two groups add_ballast put before a last ballast,
     # whose region r1 holds the same pages worker by worker
     pair: tuple = ()
+
+    @property
+    def ballast_last(self):
+        """The ballast is mapped after every other group (last in ksmd's list), not first."""
+        return bool(self.pair)
 
     def add(self, step):
         self.steps.append(step)
@@ -224,8 +227,8 @@ class ExploreMachine(RuleBasedStateMachine):
         region = {"name": "r1", "size": f"{BALLAST_PAGES} pages", "pattern": dict(BALLAST_PATTERN)}
         self.draft.groups[name] = {"name": name, "count": data.draw(st.integers(*BALLAST_COUNT)),
                                    "regions": [region]}
-        self.draft.ballast, self.draft.ballast_last = name, data.draw(st.booleans())
-        if not self.draft.ballast_last:
+        self.draft.ballast = name
+        if not data.draw(st.booleans()):  # the ballast first
             return name, region["name"]
         return multiple((name, region["name"]), *self.add_pair(data))
 
@@ -238,11 +241,10 @@ class ExploreMachine(RuleBasedStateMachine):
         and each page merges into a KSM page of two mappings, which the
         partner's COW leaves to the victim alone."""
         victim = self.new_group(data)[0]
-        partner = f"g{len(self.draft.groups) + 1}"
-        self.draft.groups[partner] = dict(copy.deepcopy(self.draft.groups[victim]), name=partner)
         region = self.draft.groups[victim]["regions"][0]
         region["pattern"] = {"kind": "unique", "seed": region["pattern"]["seed"], "groups": 1}
-        self.draft.groups[partner]["regions"][0]["pattern"] = dict(region["pattern"])
+        partner = f"g{len(self.draft.groups) + 1}"
+        self.draft.groups[partner] = dict(copy.deepcopy(self.draft.groups[victim]), name=partner)
         self.draft.pair = (victim, partner)
         return (victim, "r1"), (partner, "r1")
 
