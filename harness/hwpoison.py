@@ -164,6 +164,18 @@ def runs(indexes: Iterable[int]):
     return [tuple(r) for r in out]
 
 
+def read_back(worker, region: str, lost: Iterable[int], timeout: float) -> List[Tuple[int, int, int]]:
+    """(first, count, read without SIGBUS) for each run of the `lost` pages
+    of the worker's region that a read gave back, SIGBUS or not for each page."""
+    out = []
+    for first, n in runs(lost):
+        reply = worker.call("touch", timeout=timeout, region=region, start=first, count=n, write=False,
+                            threads=1, pace_us=0)
+        if reply["sigbus"] < n:
+            out.append((first, n, n - reply["sigbus"]))
+    return out
+
+
 def poison(hw: HwPoison, worker, region: str, start: int, count: int, recorded: Mapping[int, int],
            kernel_log, timeout: float) -> Tuple[Poisoned, ...]:
     """The hwpoison step for one worker's region: pages [start, start+count)

@@ -97,6 +97,11 @@ class ScenarioRun:
     def busy(self):
         return self.pool.busy() if self.pool else []
 
+    @property
+    def data_mode(self):
+        """How the scenario's data is checked (its `data:` expectation): intact or sigbus-or-intact."""
+        return next(e.mode for e in self.sc.expect if e.kind == "data")
+
     def stuck_in_kernel(self, dog):
         """The busy workers asleep in the kernel (state D) when a deadline
         passed: what the watchdog saw when it fired, or a look now."""
@@ -242,6 +247,25 @@ class ScenarioRun:
             self.checks.extend(checks)
             self.state.notes.extend(notes)
 
+    def losses_kept(self, when):
+        """A page memory failure took in swapcache stays lost: a read of it
+        raises SIGBUS.  do_swap_page() returns VM_FAULT_HWPOISON for the
+        poisoned swapcache page (mm/memory.c); swapoff's unuse_pte()
+        (mm/swapfile.c) maps a swapin error entry for a page that is not up to
+        date, which ksm_might_need_to_copy() must hand back as it is, not
+        copy (part 4 of the seed fix).  A page that reads back was made up
+        from a lost frame."""
+        readable = []
+        for w in self.state.select(["all"]):
+            for region, lost in sorted((r, p) for (name, r), p in self.state.lost.items() if name == w.name and p):
+                back = hwpoison.read_back(w, region, lost, self.left())
+                readable += [f"{w.name}.{region} pages {first}-{first + n - 1}: {got} of {n} read without SIGBUS"
+                             for first, n, got in back]
+        if any(self.state.lost.values()):
+            self.check(f"pages memory failure took in swapcache raise SIGBUS when read ({when})", not readable,
+                       "; ".join(readable[:5]) or
+                       f"{sum(map(len, self.state.lost.values()))} lost pages, each read raised SIGBUS")
+
     def merged_meanwhile(self, what, shared):
         """pages_shared read again after the page walk.  With ksmd at work
         (run=1) a page it merged between the first read and the walk is a
@@ -358,6 +382,9 @@ class ScenarioRun:
         """Tell the page truth that these workers' pages changed (and that
         processes exited: a fork storm's children, an exit step)."""
         self.truth.changed(workers, dropped=any(a.drops_pages for a in actions))
+        for a in (a for a in actions if a.drops_pages):
+            for w in workers:
+                self.state.forget_lost(w, getattr(a, "region", None))
         if any(a.ends_processes for a in actions):
             self.truth.exited()
 
@@ -450,6 +477,7 @@ def run_scenario(ctx, sc, drive=None):
                 (drive or run_in_order)(run)
                 run.current_line = sc.line
                 run.invariant("at the end")
+                run.losses_kept("at the end")
                 run.expectations()
         except Exception as exc:  # EOFError, TimeoutExpired, a bug: this scenario's ERROR, not the run's end
             stuck = run.stuck_in_kernel(dog) if isinstance(exc, (ScenarioStopped, DeadlineExceeded, WorkerError)) else ()

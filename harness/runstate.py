@@ -17,6 +17,10 @@ class RunState:
     # pageout: the frame a page kept when it left the page tables (a KSM page
     # in swapcache keeps it), for the hwpoison step and lost_in_swapcache
     frames: dict = field(default_factory=dict)
+    # (worker name, region) -> {page index}: pages whose frame a hwpoison step
+    # left lost in swapcache (hwpoison.lost_in_swapcache), which must never
+    # read back without SIGBUS (ScenarioRun.losses_kept)
+    lost: dict = field(default_factory=dict)
 
     def workers_of(self, selector):
         """Workers for a selector (steps.values.Selector), or a group's name or "all"."""
@@ -34,6 +38,11 @@ class RunState:
                     seen.add(w.name)
                     out.append(w)
         return out
+
+    def forget_lost(self, worker, region=None):
+        """The worker's pages of `region` (None: of every region) were dropped or replaced."""
+        for key in [k for k in self.lost if k[0] == worker.name and region in (None, k[1])]:
+            del self.lost[key]
 
     def add(self, worker, region, metric, n):
         key = (worker.name, region, metric)

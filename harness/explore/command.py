@@ -10,7 +10,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 from hypothesis.stateful import run_state_machine_as_test
 
-from .. import errors, heartbeat, kernel, runner
+from .. import damage, errors, heartbeat, kernel, runner
 from ..knobs import Knobs
 from ..lock import MachineLock
 from ..results import ERROR, PASS
@@ -82,10 +82,13 @@ def exit_status(data):
     return errors.EXIT_PASS
 
 
-def machine_vocabulary(paths):
+def machine_vocabulary(paths, allow_kernel_damage=False):
     roots = runner.Roots()
-    ctx = runner.RunContext(roots, None, None)
-    vocab = vocabulary.detect(Knobs(roots.ksm), ctx.swap.available("file") is None, kernel.facts().thp is not None)
+    ctx = runner.RunContext(roots, None, None, allow_kernel_damage)
+    lose = (damage.refusal(["hwpoison"], allow_kernel_damage, roots.proc) is None
+            and ctx.faults.available() is None and ctx.poison.available() is None)
+    vocab = vocabulary.detect(Knobs(roots.ksm), ctx.swap.available("file") is None, kernel.facts().thp is not None,
+                              lose)
     return vocabulary.narrowed(vocab, paths) if paths else vocab
 
 
@@ -94,7 +97,7 @@ def cmd_explore(args):
         raise errors.InputError("must be > 0", field="--budget")
     if args.replay < 0:
         raise errors.InputError("must be >= 0", field="--replay")
-    vocab = machine_vocabulary(args.paths)
+    vocab = machine_vocabulary(args.paths, args.allow_kernel_damage)
     if not vocab.actions:
         raise errors.InputError("no worker action of the vocabulary is left (see ksm-harness explore --help)",
                                 field="PATHS")
@@ -103,15 +106,15 @@ def cmd_explore(args):
     progress = report.ExploreProgress(sys.stderr, enabled=not args.quiet)
     progress.say(f"explore --seed {seed} --budget {args.budget:g} --out {args.out}: actions "
                  f"{', '.join(vocab.actions)}; knobs {', '.join(k for k, _ in vocab.knobs)}; "
-                 f"nodes {list(vocab.nodes)}")
+                 f"nodes {list(vocab.nodes)}{'; pages lost in swapcache' if vocab.lose else ''}")
     lock = MachineLock()
     lock.acquire(wait=not args.no_wait, on_wait=lambda pid: progress.say(f"waiting for ksm-harness pid {pid}..."))
     beat = heartbeat.Heartbeat.from_env(progress, [])  # in a `ksm-harness vm` guest
     try:
         if beat:
             beat.start()
-        data = explore(KernelExecutor(say=progress.say, beat=beat), vocab, seed, args.budget, args.out,
-                       args.replay, progress)
+        executor = KernelExecutor(say=progress.say, beat=beat, allow_kernel_damage=args.allow_kernel_damage)
+        data = explore(executor, vocab, seed, args.budget, args.out, args.replay, progress)
     finally:
         lock.release()
         if beat:
@@ -143,5 +146,8 @@ def add_parser(sub):
     p.add_argument("--json", metavar="PATH", help="write the result as JSON to PATH (- for stdout)")
     p.add_argument("--no-wait", action="store_true", help="fail at once if another run holds the KSM lock")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument(damage.ALLOW_OPTION, action="store_true",
+                   help="let explore lose pages in swapcache to memory failure (do: hwpoison) outside a "
+                        "ksm-harness VM guest, where it does so anyway: only on a machine you will reboot")
     p.set_defaults(fn=cmd_explore)
     return p

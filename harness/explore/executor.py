@@ -53,10 +53,11 @@ def outcome_of(result, steps):
 
 
 class KernelExecutor:
-    def __init__(self, roots=runner.Roots(), say=print, beat=None):
+    def __init__(self, roots=runner.Roots(), say=print, beat=None, allow_kernel_damage=False):
         self.roots = roots  # where the kernel interfaces are (runner.Roots)
         self.say = say  # run_all's messages (restores)
         self.beat = beat  # heartbeat.Heartbeat in a `ksm-harness vm` guest, else None
+        self.allow_kernel_damage = allow_kernel_damage  # hwpoison steps may run outside a guest
 
     def beating(self, progress, scenarios):
         """run_all's progress: through the guest's heartbeat where there is one."""
@@ -66,7 +67,7 @@ class KernelExecutor:
         scenarios = scenario.load_file(path)
         counting = Counting(session.progress)
         result = runner.run_all(scenarios, self.beating(counting, scenarios), roots=self.roots, say=self.say,
-                                lock=HeldLock())
+                                lock=HeldLock(), allow_kernel_damage=self.allow_kernel_damage)
         return outcome_of(result.scenarios[0], counting.steps)
 
     def replay(self, path, times, progress):
@@ -75,4 +76,4 @@ class KernelExecutor:
         from ..cli import repeated
         scenarios = repeated(scenario.load_all([path]), times)
         return runner.run_all(scenarios, self.beating(progress, scenarios), roots=self.roots, say=self.say,
-                              lock=HeldLock())
+                              lock=HeldLock(), allow_kernel_damage=self.allow_kernel_damage)

@@ -84,6 +84,10 @@ class Draft:
     # (victim, partner): two groups add_ballast put before a last ballast,
     # whose region r1 holds the same pages worker by worker
     pair: tuple = ()
+    # (group, region) where lose_in_swapcache lost pages in swapcache to
+    # memory failure: a read of them raises SIGBUS from then on
+    lost: set = field(default_factory=set)
+    swapped_off: bool = False  # a swapoff step ran: no pageout after it (steps.machine.Swapoff.check_order)
 
     @property
     def ballast_last(self):
@@ -122,6 +126,21 @@ class Draft:
         return bool(self.merge_any_groups) or any((g, r["name"]) not in self.unmergeable
                                                   for g, group in self.groups.items() for r in group["regions"])
 
+    def can_page_out(self):
+        return self.swap and not self.swapped_off
+
+    def allows(self, action, region):
+        """`do: action` on `region` is safe to draw now.  After pages were
+        lost: no write there (the worker's plain stores would die of the
+        SIGBUS: only touch catches it) and no fork (the end's data check
+        reads a child's copy through /proc/PID/mem, which stops short at a
+        lost page).  No pageout once swap is off."""
+        if action == "pageout":
+            return self.can_page_out()
+        if action == "write":
+            return region not in {r for _, r in self.lost}
+        return action != "fork" or not self.lost
+
     def unshared(self):
         """The knobs of NEED_UNSHARED can be written now."""
         return not (self.maybe_shared or self.merge_any)
@@ -145,6 +164,8 @@ class Draft:
             requires["numa_nodes"] = max(nodes) + 1
         if self.swap:
             requires["swap"] = "file"
+        if self.lost:
+            requires.update(fault_injection=True, memory_failure=True)
         doc["requires"] = requires
         doc["setup"] = {"knobs": {"pages_to_scan": 5000, "sleep_millisecs": 10}}
         if self.swap:
@@ -157,6 +178,8 @@ class Draft:
             # and mm/ksm.c run_store() unmerges (and drops the stable nodes
             # the zygote's pages kept) only when run changes: from 0 it does
             doc["steps"].append({"knob": {"run": 0}})
+        if self.lost:
+            doc["expect"] = [{"data": "sigbus-or-intact"}]  # lost pages raise SIGBUS when read
         doc["timeout"] = SCENARIO_TIMEOUT
         return doc
 
@@ -298,7 +321,7 @@ class ExploreMachine(RuleBasedStateMachine):
         if self.draft.mergeable():
             self.draft.add(copy.deepcopy(MERGE_WAIT))
 
-    @precondition(lambda self: self.vocab.has("pageout") and self.vocab.has("touch"))
+    @precondition(lambda self: self.vocab.has("pageout") and self.vocab.has("touch") and self.draft.can_page_out())
     @rule(data=st.data(), victim=regions, partner=regions)
     @whole
     def pageout_alone(self, data, victim, partner):
@@ -307,19 +330,23 @@ class ExploreMachine(RuleBasedStateMachine):
         the partner breaks its COW first and the victim pages out what it alone maps."""
         self.paged_out_alone(data, victim, partner)
 
-    def paged_out_alone(self, data, victim, partner, whole_groups=False):
+    def paged_out_alone(self, data, victim, partner, whole_groups=False, failing_writes=False):
         """whole_groups: the steps name the victim's and the partner's whole
-        groups, not a drawn selector (which may be "all")."""
+        groups, not a drawn selector (which may be "all").  failing_writes:
+        the pageout runs under fail_make_request.  Returns the pageout step."""
         if partner[0] != victim[0]:
             self.draft.add(self.action(data, "touch", partner, write=True, **self.group_of(partner, whole_groups)))
-        self.draft.add(self.action(data, "pageout", victim, **self.group_of(victim, whole_groups)))
+        pageout = self.action(data, "pageout", victim, **self.group_of(victim, whole_groups))
+        for step in ({"fault_injection": True}, pageout, {"fault_injection": False}) if failing_writes else (pageout,):
+            self.draft.add(step)
+        return pageout
 
     @staticmethod
     def group_of(where, whole_groups):
         return {"workers": where[0]} if whole_groups else {}
 
     @precondition(lambda self: self.draft.groups and self.vocab.has("pageout") and self.vocab.has("touch")
-                  and {"1", "2"} <= set(self.vocab.knob_values("run")))
+                  and self.draft.can_page_out() and {"1", "2"} <= set(self.vocab.knob_values("run")))
     @rule(data=st.data(), victim=regions, partner=regions)
     @whole
     def swap_in_during_unmerge(self, data, victim, partner):
@@ -336,16 +363,48 @@ class ExploreMachine(RuleBasedStateMachine):
         is written (no failure in 19 examples, 420 s, without them).  Where
         add_ballast made a victim and a partner group, they are the victim
         and the partner, each named as a whole group."""
+        victim, partner, paired = self.merged_alone(victim, partner)
+        self.paged_out_alone(data, victim, partner, paired)
+        self.raced(data, victim, "touch", "2", pace_us=0, **self.group_of(victim, paired))
+
+    def merged_alone(self, victim, partner):
+        """Merge, then stop ksmd: (victim, partner, paired), the pair
+        add_ballast made where there is one, else the drawn regions."""
         paired = bool(self.draft.pair)
         if paired:
             victim, partner = ((g, "r1") for g in self.draft.pair)
         self.merged()
         if "0" in self.vocab.knob_values("run"):
             self.knob("run", "0")
-        self.paged_out_alone(data, victim, partner, paired)
-        self.raced(data, victim, "touch", "2", pace_us=0, **self.group_of(victim, paired))
+        return victim, partner, paired
 
-    @precondition(lambda self: self.draft.groups and self.vocab.has("fork")
+    @precondition(lambda self: self.draft.groups and self.vocab.lose and self.vocab.has("touch")
+                  and self.draft.can_page_out() and {"1", "2"} <= set(self.vocab.knob_values("run")))
+    @rule(data=st.data(), victim=regions, partner=regions, unmerged=st.booleans())
+    @whole
+    def lose_in_swapcache(self, data, victim, partner, unmerged):
+        """Part 4 of the seed fix's shape (seed/poisoned-swapcache.yaml):
+        merged pages paged out by the one process left mapping them while
+        the swap device fails every write, so end_swap_bio_write() redirties
+        them and they stay in swapcache (mm/page_io.c); memory failure then
+        takes their frames (me_swapcache_dirty() leaves them not up to date,
+        mm/memory-failure.c); then, after run=2 or not, swapoff, whose
+        unuse_pte() (mm/swapfile.c) must map a swapin error entry for them:
+        ksm_might_need_to_copy() may not copy a KSM page that is not up to
+        date.  The runner's losses_kept check reads them at the end: a page
+        that reads back without SIGBUS was made up.  Drawn only where damage
+        is allowed (vocabulary.Vocabulary.lose: in a guest)."""
+        victim, partner, paired = self.merged_alone(victim, partner)
+        pageout = self.paged_out_alone(data, victim, partner, paired, failing_writes=True)
+        self.draft.add({"do": "hwpoison", **{k: v for k, v in pageout.items() if k in ("workers", "region", "pages")}})
+        self.draft.lost |= {(g, victim[1]) for g in self.draft.named(pageout["workers"])}
+        if unmerged:
+            self.knob("run", "2")
+        self.draft.add({"swapoff": True})
+        self.draft.swapped_off = True
+        self.draft.add(self.action(data, "touch", victim, **self.group_of(victim, paired)))
+
+    @precondition(lambda self: self.draft.groups and self.vocab.has("fork") and self.draft.allows("fork", "")
                   and {"1", "2"} <= set(self.vocab.knob_values("run")))
     @rule(data=st.data(), where=regions)
     @whole
@@ -385,8 +444,9 @@ class ExploreMachine(RuleBasedStateMachine):
         worker action waits for run to read the value (RACE_RUN), the harness writes it.
         window 0%: a race that missed is an attempt, not an ERROR to report."""
         value = data.draw(st.sampled_from([v for v in self.vocab.knob_values("run") if v in RACE_RUN]))
-        name = data.draw(st.sampled_from([a for a in RACE_ACTIONS if self.vocab.has(a)]))
-        self.raced(data, where, name, value)
+        names = [a for a in RACE_ACTIONS if self.vocab.has(a) and self.draft.allows(a, where[1])]
+        if names:
+            self.raced(data, where, data.draw(st.sampled_from(names)), value)
 
     def raced(self, data, where, name, value, **extra):
         act = self.action(data, name, where, wait_for={"knob": "run", "value": int(value)}, **extra)
@@ -425,9 +485,10 @@ class ExploreMachine(RuleBasedStateMachine):
     @rule(data=st.data(), where=regions)
     @whole
     def act(self, data, where):
-        name = data.draw(st.sampled_from([a for a in self.vocab.actions
-                                          if a != "exit" and strategies.drawable(steps.ACTIONS[a])]))
-        self.draft.add(self.action(data, name, where))
+        names = [a for a in self.vocab.actions if a != "exit" and strategies.drawable(steps.ACTIONS[a])
+                 and self.draft.allows(a, where[1])]
+        if names:
+            self.draft.add(self.action(data, data.draw(st.sampled_from(names)), where))
 
     @precondition(lambda self: self.vocab.has("exit"))
     @rule(data=st.data(), where=regions)

@@ -32,6 +32,9 @@ class Vocabulary:
     nodes: Tuple[int, ...]  # NUMA nodes with memory: region placements and migrate targets
     thp: bool  # regions may ask for MADV_HUGEPAGE / MADV_NOHUGEPAGE
     swap: bool  # a swap file can be made: setup.swap, so that pageout keeps pages in swapcache
+    # pages may be lost in swapcache (machine.lose_in_swapcache): swap, fail_make_request
+    # and memory failure are here, and damage is allowed (a guest, or --allow-kernel-damage)
+    lose: bool = False
 
     def knob_values(self, name):
         return dict(self.knobs).get(name, ())
@@ -45,9 +48,10 @@ def prctl_merge_works():
     return lib.ksmh_prctl_memory_merge(0, 0) >= 0
 
 
-def detect(knobs, swap_available, thp, prctl=prctl_merge_works, nodes=numa.nodes_with_memory):
+def detect(knobs, swap_available, thp, lose=False, prctl=prctl_merge_works, nodes=numa.nodes_with_memory):
     """The whole vocabulary of this machine: every registry action that does
-    not damage the kernel for good (hwpoison, provoke) and that random steps
+    not damage the kernel for good (hwpoison, provoke: hwpoison is drawn only
+    in the one rule that knows the pages' state, where `lose` allows it) and that random steps
     after it cannot hang or refuse (not userfaultfd, exec, mprotect: steps.Action.explorable), prctl_merge where the
     kernel has it, pageout where swap can be made; every knob of KNOB_VALUES
     this kernel has."""
@@ -61,7 +65,7 @@ def detect(knobs, swap_available, thp, prctl=prctl_merge_works, nodes=numa.nodes
     present = set(knobs.settings())
     return Vocabulary(actions=tuple(actions),
                       knobs=tuple((k, v) for k, v in KNOB_VALUES.items() if k in present),
-                      nodes=tuple(nodes()), thp=thp, swap=swap_available)
+                      nodes=tuple(nodes()), thp=thp, swap=swap_available, lose=lose and swap_available)
 
 
 def used_by(scenarios):
@@ -82,4 +86,5 @@ def narrowed(vocab, paths, limits=None, knobs=None):
     actions, used = used_by(scenario.load_all(paths, limits=limits, knobs=knobs))
     return Vocabulary(actions=tuple(a for a in vocab.actions if a in actions),
                       knobs=tuple((k, v) for k, v in vocab.knobs if k in used | {"run"}),
-                      nodes=vocab.nodes, thp=vocab.thp, swap=vocab.swap and "pageout" in actions)
+                      nodes=vocab.nodes, thp=vocab.thp, swap=vocab.swap and "pageout" in actions,
+                      lose=vocab.lose and {"pageout", "hwpoison"} <= actions)

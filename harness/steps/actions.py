@@ -192,8 +192,8 @@ class Verify(Action):
             res = w.call("verify", timeout=run.left(), region=name)
             run.state.add(w, name, "sigbus", res["sigbus"])
             run.state.add(w, name, "bad", res["bad"])
-            problems = dataverify.problems(w.name, name, res, "intact")
-            run.check(f"data intact in {w.name}.{name} (line {run.current_line})", not problems,
+            problems = dataverify.problems(w.name, name, res, run.data_mode)
+            run.check(f"data {run.data_mode} in {w.name}.{name} (line {run.current_line})", not problems,
                       "; ".join(problems) or f"{res['pages']} pages verified")
 
 
@@ -400,6 +400,8 @@ class Hwpoison(OnPages):
                                run.state.frames.get((w.name, self.region), {}),
                                lambda: [r.text for r in run.kmsg.records()], run.left())
         run.state.add(w, self.region, "poisoned", sum(p.poisoned for p in done))
+        run.state.lost.setdefault((w.name, self.region), set()).update(
+            p.page for p in done if hwpoison.lost_in_swapcache(p.after))
         run.state.notes.append(f"{w.name}.{self.region} hwpoison: {hwpoison.summary(done)}")
 
 

@@ -117,3 +117,30 @@ def test_lost_in_swapcache_metric_reads_the_frames_recorded_at_pageout(tmp_path)
     # 2 of the 4 pages: one frame is up to date again, one page was never paged out
     assert Metrics(state, None, tmp_path).holds(cond) == (
         False, "v.r.lost_in_swapcache=2 of 4 pages (want == 100%)")
+
+
+class TouchingWorker:
+    """A worker whose touch replies SIGBUS for the pages in `sigbus`."""
+
+    def __init__(self, sigbus):
+        self.name = "v[0]"
+        self.sigbus = set(sigbus)
+        self.calls = []
+
+    def call(self, op, timeout=60.0, **args):
+        self.calls.append((op, args["start"], args["count"], args["write"]))
+        return {"sigbus": len(self.sigbus & set(range(args["start"], args["start"] + args["count"])))}
+
+
+def test_lost_pages_are_read_run_by_run_and_those_read_back_named():
+    worker = TouchingWorker(sigbus={0, 1, 2, 8})
+    assert hwpoison.read_back(worker, "r", {0, 1, 2, 7, 8, 9}, 5.0) == [(7, 3, 2)]
+    assert worker.calls == [("touch", 0, 3, False), ("touch", 7, 3, False)]
+
+
+def test_dropped_pages_are_no_longer_lost():
+    state = RunState(scenario=None, lost={("v[0]", "r"): {1}, ("v[0]", "q"): {2}, ("v[1]", "r"): {3}})
+    state.forget_lost(SimpleNamespace(name="v[0]"), "r")
+    assert state.lost == {("v[0]", "q"): {2}, ("v[1]", "r"): {3}}
+    state.forget_lost(SimpleNamespace(name="v[0]"))  # exec: every region
+    assert state.lost == {("v[1]", "r"): {3}}
