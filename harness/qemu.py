@@ -144,8 +144,10 @@ class Machine:
 
 
 # console on ttyS0 for the crash scanner; panic=-1 reboots at once on a panic,
-# and with -no-reboot qemu then exits instead of rebooting.
-BASE_KERNEL_ARGS = ("console=ttyS0", "panic=-1", "rdinit=/init")
+# and with -no-reboot qemu then exits instead of rebooting; log_buf_len: room
+# for the kernel log while the harness reads it (memory failure logs two lines
+# a page: a few thousand pages overran the default CONFIG_LOG_BUF_SHIFT buffer)
+BASE_KERNEL_ARGS = ("console=ttyS0", "panic=-1", "rdinit=/init", "log_buf_len=8M")
 
 
 def build_argv(machine: Machine, qemu: str = QEMU) -> list:

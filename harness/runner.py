@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import (attribution, cgroup, dataverify, environment, faultinject, hwpoison, pages, requirements, swap, taint,
-               truth, truthcheck, unreaped)
+from . import (attribution, cgroup, dataverify, environment, faultinject, hwpoison, kernel, pages, requirements, swap,
+               taint, truth, truthcheck, unreaped)
 from .cgroup import Cpuset, MemCgroup
 from .cleanup import Cleanup
 from .errors import (CannotRun, CleanupError, DeadlineExceeded, HarnessError, KernelError, ScenarioStopped, Skip,
@@ -69,7 +69,8 @@ class ScenarioRun:
         self.t0 = time.monotonic()
         self.deadline = self.t0 + scenario.timeout
         self.metrics = Metrics(self.state, ctx.counters, ctx.roots.proc, ctx.truth)
-        self.truth = truth.Truth(ctx.knobs, ctx.roots.proc, truth.uses_merge_any(scenario))
+        thp = kernel.thp(str(ctx.roots.sys))
+        self.truth = truth.Truth(ctx.knobs, ctx.roots.proc, truth.uses_merge_any(scenario), thp and thp.mode)
         self.racing = False  # inside a concurrent step: workers act, ksmd is not quiet
         self.unchecked = []  # "what: why": checks this kernel's truth sources could not decide
         self.swap_dev = None

@@ -132,13 +132,14 @@ class Truth:
     """When the harness's processes last changed their pages, and the checks
     of the kernel's KSM books at the quiet points of one scenario."""
 
-    def __init__(self, knobs, proc=Path("/proc"), merge_any=False):
+    def __init__(self, knobs, proc=Path("/proc"), merge_any=False, thp_mode=None):
         self.knobs = knobs  # knobs.Knobs: the global counters
         self.proc = Path(proc)
         # the scenario uses PR_SET_MEMORY_MERGE: every mapping of a process
         # may be merged, so look at all VM_MERGEABLE ones (smaps), not only
         # the regions, which otherwise are all that ksmd scans
         self.merge_any = merge_any
+        self.thp_mode = thp_mode  # /sys/kernel/mm/transparent_hugepage/enabled's mode, None without THP
         self.changed_at = {}  # worker name -> full_scans when its pages last changed
         self.dropped = set()  # workers that gave pages back (MADV_DONTNEED): a read maps the zero page
         self.exited_at = None  # full_scans when a harness process last exited
@@ -188,6 +189,15 @@ class Truth:
     def read(self, names):
         return {n: self.knobs.read_int(n) for n in names if self.knobs.has(n)}
 
+    def huge(self, region):
+        """The region (a worker's region description) may be backed by THPs:
+        MADV_HUGEPAGE, or THP "always" and no MADV_NOHUGEPAGE.  A zero page
+        there need not be KSM's: since 6.12 splitting a THP maps its
+        zero-filled subpages to the shared zero page (mm/huge_memory.c
+        __split_huge_page() -> remap_page(..., RMP_USE_SHARED_ZEROPAGE))."""
+        return bool(self.thp_mode) and self.thp_mode != "never" and (
+            region.get("thp") is True or (region.get("thp") is None and self.thp_mode == "always"))
+
     # -- reading the processes --
     def look(self, processes):
         """Seen for each (pid, worker) that is still there.  One frame's flags
@@ -205,7 +215,8 @@ class Truth:
                 seen = pages.process_pages(pid, spans, self.proc, known)
             except (FileNotFoundError, ProcessLookupError):
                 continue  # a short-lived child exited meanwhile
-            spans = [] if w.name in self.dropped else regions
+            spans = [] if w.name in self.dropped else \
+                [s for s, i in zip(regions, w.regions.values()) if not self.huge(i)]
             zero = sum(1 for a in seen.zero if any(lo <= a < hi for lo, hi in spans))
             out.append(Seen(w.name if pid == w.pid else f"{w.name} child {pid}", w.name, stat, seen, zero))
         return out

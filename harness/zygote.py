@@ -54,6 +54,7 @@ class Region:
             start = (start + THP_SIZE - 1) & ~(THP_SIZE - 1)
         self.base = ffi.cast("char *", start)
         self.npages = npages
+        self.thp = thp  # MADV_HUGEPAGE (True), MADV_NOHUGEPAGE (False), or neither (None)
         self.keys = ffi.new("uint64_t[]", npages)
         self.unreadable = bytearray(npages)  # 1 for a page mprotect()ed without PROT_READ
         self.uffd = {}  # userfaultfd mode -> the descriptor its registration lives on
@@ -74,7 +75,7 @@ class Region:
 
     def describe(self):
         return {"addr": int(ffi.cast("uintptr_t", self.base)), "npages": self.npages,
-                "keys_addr": int(ffi.cast("uintptr_t", self.keys))}
+                "keys_addr": int(ffi.cast("uintptr_t", self.keys)), "thp": self.thp}
 
 
 def verify_buffer(base, keys, npages):
@@ -115,7 +116,7 @@ class Worker:
         the first touch decides the node; MADV_HUGEPAGE before the fill lets the
         fault allocate huge pages; MADV_MERGEABLE last registers the VMA with
         ksmd (mm/ksm.c: ksm_madvise() -> __ksm_enter())."""
-        r = Region(args["npages"], args.get("thp", False), args.get("memfd", False))
+        r = Region(args["npages"], args.get("thp"), args.get("memfd", False))
         length = r.npages * PAGE_SIZE
         if args.get("node") is not None:
             check(lib.ksmh_mbind(r.base, length, args["node"]), f"mbind to node {args['node']}")

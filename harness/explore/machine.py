@@ -206,11 +206,7 @@ class ExploreMachine(RuleBasedStateMachine):
         r = {"name": f"r{len(regions) + 1}", "size": f"{data.draw(st.sampled_from(strategies.SIZES))} pages",
              "pattern": data.draw(strategies.patterns())}
         if self.vocab.thp and data.draw(st.booleans()):
-            # no THP under zero content: splitting such a THP (a partial
-            # pageout) maps its zero-filled subpages to the shared zero page
-            # (mm/huge_memory.c, 6.12+), which the runner's page truth counts
-            # as KSM zero pages in a written region (a false ksm_zero_pages FAIL)
-            r["thp"] = data.draw(st.booleans()) and r["pattern"]["kind"] != "zero"
+            r["thp"] = data.draw(st.booleans())
         if len(self.vocab.nodes) > 1 and data.draw(st.booleans()):
             r["node"] = data.draw(st.sampled_from(self.vocab.nodes))
         regions.append(r)
@@ -333,9 +329,12 @@ class ExploreMachine(RuleBasedStateMachine):
     def paged_out_alone(self, data, victim, partner, whole_groups=False, failing_writes=False):
         """whole_groups: the steps name the victim's and the partner's whole
         groups, not a drawn selector (which may be "all").  failing_writes:
-        the pageout runs under fail_make_request.  Returns the pageout step."""
+        the pageout runs under fail_make_request, after the partner's COW of
+        all its pages (a page still shared would stay mapped, and be poisoned
+        mapped).  Returns the pageout step."""
         if partner[0] != victim[0]:
-            self.draft.add(self.action(data, "touch", partner, write=True, **self.group_of(partner, whole_groups)))
+            self.draft.add(self.action(data, "touch", partner, write=True, **self.group_of(partner, whole_groups),
+                                       **({"pages": "all"} if failing_writes else {})))
         pageout = self.action(data, "pageout", victim, **self.group_of(victim, whole_groups))
         for step in ({"fault_injection": True}, pageout, {"fault_injection": False}) if failing_writes else (pageout,):
             self.draft.add(step)
@@ -378,11 +377,11 @@ class ExploreMachine(RuleBasedStateMachine):
             self.knob("run", "0")
         return victim, partner, paired
 
-    @precondition(lambda self: self.draft.groups and self.vocab.lose and self.vocab.has("touch")
+    @precondition(lambda self: self.draft.pair and self.vocab.lose and self.vocab.has("touch")
                   and self.draft.can_page_out() and {"1", "2"} <= set(self.vocab.knob_values("run")))
-    @rule(data=st.data(), victim=regions, partner=regions, unmerged=st.booleans())
+    @rule(data=st.data())
     @whole
-    def lose_in_swapcache(self, data, victim, partner, unmerged):
+    def lose_in_swapcache(self, data):
         """Part 4 of the seed fix's shape (seed/poisoned-swapcache.yaml):
         merged pages paged out by the one process left mapping them while
         the swap device fails every write, so end_swap_bio_write() redirties
@@ -393,12 +392,15 @@ class ExploreMachine(RuleBasedStateMachine):
         ksm_might_need_to_copy() may not copy a KSM page that is not up to
         date.  The runner's losses_kept check reads them at the end: a page
         that reads back without SIGBUS was made up.  Drawn only where damage
-        is allowed (vocabulary.Vocabulary.lose: in a guest)."""
-        victim, partner, paired = self.merged_alone(victim, partner)
+        is allowed (vocabulary.Vocabulary.lose: in a guest), and only on
+        add_ballast's victim and partner: on drawn regions most pages stayed
+        mapped by two processes, and the step poisoned them mapped (madvise),
+        thousands of memory failure lines that lose kernel log records."""
+        victim, partner, paired = self.merged_alone(None, None)
         pageout = self.paged_out_alone(data, victim, partner, paired, failing_writes=True)
         self.draft.add({"do": "hwpoison", **{k: v for k, v in pageout.items() if k in ("workers", "region", "pages")}})
         self.draft.lost |= {(g, victim[1]) for g in self.draft.named(pageout["workers"])}
-        if unmerged:
+        if data.draw(st.booleans()):
             self.knob("run", "2")
         self.draft.add({"swapoff": True})
         self.draft.swapped_off = True

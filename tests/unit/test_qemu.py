@@ -107,7 +107,7 @@ def test_argv_default_two_nodes():
     assert values(argv, "-serial") == ["file:/dev/fd/5", "file:/dev/fd/6"]
     assert values(argv, "-kernel") == ["/k/bzImage"]
     assert values(argv, "-initrd") == ["/c/initramfs.cpio"]
-    assert values(argv, "-append") == ["console=ttyS0 panic=-1 rdinit=/init"]
+    assert values(argv, "-append") == ["console=ttyS0 panic=-1 rdinit=/init log_buf_len=8M"]
 
 
 def test_argv_four_nodes_eight_cpus():

@@ -224,3 +224,11 @@ def test_merge_any_scenarios_are_found():
                              steps=(control.Repeat(times=3, steps=(actions.PrctlMerge(value=1),)),))
     assert truth.uses_merge_any(nested)
     assert truth.uses_merge_any(SimpleNamespace(workers=[SimpleNamespace(prctl_merge=True)], steps=()))
+
+
+def test_zero_pages_of_regions_thps_may_back_are_not_counted_as_ksm(ksm, proc):
+    """A THP split maps zero-filled subpages to the shared zero page (6.12+)."""
+    advised, opted_out, plain = {"thp": True}, {"thp": False}, {"thp": None}
+    assert [Truth(ksm, proc, thp_mode="madvise").huge(r) for r in (advised, opted_out, plain)] == [True, False, False]
+    assert [Truth(ksm, proc, thp_mode="always").huge(r) for r in (advised, opted_out, plain)] == [True, False, True]
+    assert not any(Truth(ksm, proc, thp_mode=m).huge(advised) for m in ("never", None))
