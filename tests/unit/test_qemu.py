@@ -115,7 +115,7 @@ def test_argv_four_nodes_eight_cpus():
     assert values(argv, "-smp") == ["8,sockets=4,cores=2,threads=1"]
     assert values(argv, "-numa")[3] == "node,nodeid=3,memdev=m3,cpus=6-7"
     assert values(argv, "-object")[3] == "memory-backend-ram,id=m3,size=1024M"
-    assert values(argv, "-append")[0].endswith("rdinit=/init numa_balancing=disable")
+    assert values(argv, "-append")[0].endswith("log_buf_len=8M numa_balancing=disable")
 
 
 def test_argv_kvm_uses_host_cpu():
