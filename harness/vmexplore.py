@@ -11,16 +11,19 @@ finding: explore writes each document to OUT/example.yaml before it runs it,
 so the host keeps that file as crash-reproducer.yaml, headed by the report's
 title.
 
-A crash costs a boot, not the exploration (explore_across_boots): the crash
-reproducer is replayed --replay times through `vm ... run --repeat N`
-(vmrun.run_scenarios boots again after each crash), and a new boot explores
-on with what is left of --budget, seed + 1 where --seed was given (the same
-seed would draw the same examples up to the crash again), its output under
-OUT/boot-2/ and so on.  Not shrunk: Hypothesis shrinks inside one process,
-and each attempt at a crashing example would cost a boot.
+A crash is a failure like any other, and costs a boot (explore_across_boots):
+a new boot runs explore again with the same seed, what is left of --budget,
+and --known OUT/known-outcomes.jsonl, every document run so far with its
+outcome and the one the guest died in as a FAIL (explore/known.py).  Answered
+from that file, Hypothesis draws the same examples up to the crash in seconds,
+then shrinks it; each attempt that crashes costs one more boot (OUT/boot-2/
+and so on).  The smallest crashing document is then replayed --replay times
+through `vm ... run --repeat N` (vmrun.run_scenarios boots again after each
+crash), as the guest cannot replay it itself.
 """
 import argparse
 import json
+import random
 import shutil
 import sys
 import tempfile
@@ -29,16 +32,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Callable, Optional, Sequence
 
+import yaml
+
 from . import initramfs, tcg, vm, vmrun
 from .errors import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, InputError
-from .results import FAIL
+from .explore import known
+from .results import ERROR, FAIL
 
 GUEST_OUT = "explore"  # explore's --out, under the side channel (and under --out on the host)
 GUEST_JSON = "explore.json"  # explore's --json, beside it
 CRASH_REPRODUCER = "crash-reproducer.yaml"  # the example the guest died in, on the host
-OWN_OPTIONS = ("--out", "--json")  # explore options vm sets itself
+OWN_OPTIONS = ("--out", "--json", "--known")  # explore options vm sets itself
 REPLAY_DIR = "crash-replay"  # `vm ... run --repeat N crash-reproducer.yaml`'s --out, beside it
 MIN_BUDGET = 30.0  # seconds: less left after a crash is not worth a boot (about 10 s under TCG)
+KNOWN = "known-outcomes.jsonl"  # under the host's --out: what every boot ran, and where it crashed
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class VmExplore:
     data: Optional[dict]  # explore's JSON result, paths made host paths; None if the guest died first
     crash_reproducer: Optional[Path]  # the example the guest died in; None if it did not
     emulator: str = ""  # why the guest's crash is qemu TCG's, not the kernel's (tcg.py); "" if it is not
+    crash: str = ""  # the title of the kernel report the guest died with ("" where it did not die)
     replay: Optional["Replay"] = None  # the crash reproducer's replays; None where none ran
 
 
@@ -61,14 +69,16 @@ class Replay:
     out: Path  # `vm ... run`'s --out: console logs and result.json
 
 
-def command(explore_args: Sequence[str], verbose: bool = False) -> list:
-    """The guest command: `ksm-harness explore` writing to the side channel."""
+def command(explore_args: Sequence[str], verbose: bool = False, answers: bool = False) -> list:
+    """The guest command: `ksm-harness explore` writing to the side channel
+    (answers: reading --known from it too, where the host put KNOWN)."""
     for arg in explore_args:
         if arg.split("=")[0] in OWN_OPTIONS:
-            raise InputError(f"{arg}: vm sets explore's output itself; use vm's --out DIR", field="explore")
+            raise InputError(f"{arg}: vm sets it itself (explore writes under vm's --out DIR)", field="explore")
     res = initramfs.GUEST_RESULTS
     return [sys.executable, "-m", "harness.cli", *(["--verbose"] if verbose else []), "explore",
-            "--out", f"{res}/{GUEST_OUT}", "--json", f"{res}/{GUEST_JSON}", *explore_args]
+            "--out", f"{res}/{GUEST_OUT}", "--json", f"{res}/{GUEST_JSON}",
+            *(["--known", f"{res}/{KNOWN}"] if answers else []), *explore_args]
 
 
 def host_paths(value: Any, guest: str, host: str) -> Any:
@@ -90,17 +100,21 @@ def keep_crash_example(out: Path, title: str, why: str, emulator: str = "") -> O
     target = out / CRASH_REPRODUCER
     doubt = f"# No verdict on the kernel: {emulator}\n" if emulator else ""
     target.write_text(f"# The guest ended {why} while running this example: {title}\n{doubt}"
-                      f"# Not shrunk.  Replay: ksm-harness vm --kernel K run --repeat 5 {target.name}\n"
+                      f"# Replay: ksm-harness vm --kernel K run --repeat 5 {target.name}\n"
                       + example.read_text())
     return target
 
 
 def explore_in_vm(options: vm.VmOptions, explore_args: Sequence[str], out: Path, *,
                   echo: Optional[IO[str]] = None, verbose: bool = False,
-                  log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)) -> VmExplore:
+                  log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+                  answers: Optional[Path] = None) -> VmExplore:
+    """One boot exploring; answers: a KNOWN file of earlier boots' outcomes for explore's --known."""
     out = Path(out)
-    guest_command = command(explore_args, verbose)
+    guest_command = command(explore_args, verbose, answers is not None)
     share = Path(tempfile.mkdtemp(prefix="ksm-harness-vm-"))
+    if answers is not None:
+        shutil.copyfile(answers, share / KNOWN)
     follower = vmrun.Follower()
     try:
         boot = vm.run_in_vm(options, guest_command, out, echo=echo, verbose=verbose, log=log, share=share,
@@ -116,8 +130,9 @@ def explore_in_vm(options: vm.VmOptions, explore_args: Sequence[str], out: Path,
         return VmExplore(boot, data, None)
     crashes = follower.crashes() or boot.crashes
     emulator = tcg.emulator_fault(crashes, boot.accel.name)
-    kept = keep_crash_example(out, vmrun.title_of(crashes), boot.killed or "by itself", emulator)
-    return VmExplore(boot, None, kept, emulator)
+    title = vmrun.title_of(crashes)
+    kept = keep_crash_example(out, title, boot.killed or "by itself", emulator)
+    return VmExplore(boot, None, kept, emulator, title)
 
 
 def status(run: VmExplore) -> int:
@@ -166,25 +181,56 @@ def explore_across_boots(options: vm.VmOptions, explore_args: Sequence[str], out
                          echo: Optional[IO[str]] = None, verbose: bool = False,
                          log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
                          clock: Callable[[], float] = time.monotonic) -> tuple:
-    """Explore until the budget is spent, booting again after each crash
-    (module docstring) -> a VmExplore per boot, the first under `out`."""
+    """Explore until the budget is spent or a failure is shrunk, booting
+    again after each crash (module docstring) -> a VmExplore per boot, the
+    first under `out`; the last carries the crash reproducer's replays."""
     wanted = guest_options(explore_args)
+    seed = wanted.seed if wanted.seed is not None else random.SystemRandom().randrange(1 << 32)
     deadline = clock() + wanted.budget
+    answers = Path(out) / KNOWN
+    answers.parent.mkdir(parents=True, exist_ok=True)
+    answers.write_text("")
     boots: list = []
-    args = list(explore_args)
+    args = continued(explore_args, seed, wanted.budget)
     while True:
-        one = explore_in_vm(options, args, vm.boot_out(out, len(boots)), echo=echo, verbose=verbose, log=log)
-        if one.crash_reproducer is not None and not one.emulator and wanted.replay:
-            log(f"the guest crashed: replaying {one.crash_reproducer} {wanted.replay} times, a boot after each crash")
-            one = replace(one, replay=replayed(options, one.crash_reproducer, wanted.replay, echo=echo,
-                                               verbose=verbose, log=log))
+        one = explore_in_vm(options, args, vm.boot_out(out, len(boots)), echo=echo, verbose=verbose, log=log,
+                            answers=answers if boots else None)
+        with open(answers, "a") as f:
+            f.write(learned(one))
         boots.append(one)
         left = deadline - clock()
         if one.data is not None or one.crash_reproducer is None or left < MIN_BUDGET:
-            return tuple(boots)
-        seed = wanted.seed + len(boots) if wanted.seed is not None else None
-        log(f"exploring on in a new boot: {left:.0f} s left" + (f", --seed {seed}" if seed is not None else ""))
+            break
+        log(f"the guest crashed: a new boot answers what ran from {answers} and shrinks the crash "
+            f"({left:.0f} s left, --seed {seed})")
         args = continued(explore_args, seed, left)
+    crash = crash_reproducer(boots[-1])
+    if crash is not None and wanted.replay:
+        log(f"replaying {crash} {wanted.replay} times, a boot after each crash")
+        boots[-1] = replace(boots[-1], replay=replayed(options, crash, wanted.replay, echo=echo, verbose=verbose,
+                                                        log=log))
+    return tuple(boots)
+
+
+def learned(one: VmExplore) -> str:
+    """known.py lines of what a boot ran (its explore/outcomes.jsonl) and of
+    the example it died in: a FAIL, or an ERROR where qemu's emulation failed."""
+    ran = one.boot.out / GUEST_OUT / known.FILE
+    text = ran.read_text() if ran.exists() else ""
+    if one.crash_reproducer is not None:
+        doc = yaml.safe_load(one.crash_reproducer.read_text())
+        text += known.line(known.key(doc), ERROR, f"qemu failed in it: {one.emulator}") if one.emulator \
+            else known.crash_line(doc, one.crash)
+    return text
+
+
+def crash_reproducer(last: VmExplore) -> Optional[Path]:
+    """What the guest cannot replay itself: the last boot's reproducer where
+    its failure is a crash, else the example the last boot died in."""
+    repro = (last.data or {}).get("reproducer")
+    if repro and repro["crashed"]:
+        return Path(repro["file"])
+    return last.crash_reproducer if not last.emulator else None
 
 
 def status_of_all(boots: Sequence[VmExplore]) -> int:

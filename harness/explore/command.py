@@ -14,7 +14,7 @@ from .. import damage, errors, heartbeat, kernel, runner
 from ..knobs import Knobs
 from ..lock import MachineLock
 from ..results import ERROR, PASS
-from . import reproducer, report, vocabulary
+from . import known, reproducer, report, vocabulary
 from .executor import KernelExecutor
 from .machine import ExploreMachine, Finding
 from .session import BudgetSpent, HarnessTrouble, KernelUnfit, Session
@@ -59,11 +59,12 @@ def hunt(vocab, session, database, steps_per_example=STEPS_PER_EXAMPLE):
 
 
 def explore(executor, vocab, seed, budget, out, replay, progress, kernel_release=None,
-            steps_per_example=STEPS_PER_EXAMPLE):
-    """The whole exploration; returns the JSON result (a dict)."""
+            steps_per_example=STEPS_PER_EXAMPLE, answers=None):
+    """The whole exploration; returns the JSON result (a dict).  answers:
+    known.load()'s outcomes of documents earlier boots ran."""
     out = Path(out)
     database = out / "hypothesis"
-    session = Session(executor, out, budget, seed, progress)
+    session = Session(executor, out, budget, seed, progress, known=answers or {})
     stopped = hunt(vocab, session, database, steps_per_example)
     repro = reproducer.write(session, kernel_release or platform.release(), database, out / "reproducer.yaml")
     result = None
@@ -114,7 +115,8 @@ def cmd_explore(args):
         if beat:
             beat.start()
         executor = KernelExecutor(say=progress.say, beat=beat, allow_kernel_damage=args.allow_kernel_damage)
-        data = explore(executor, vocab, seed, args.budget, args.out, args.replay, progress)
+        data = explore(executor, vocab, seed, args.budget, args.out, args.replay, progress,
+                       answers=known.load(args.known) if args.known else None)
     finally:
         lock.release()
         if beat:
@@ -146,6 +148,10 @@ def add_parser(sub):
     p.add_argument("--json", metavar="PATH", help="write the result as JSON to PATH (- for stdout)")
     p.add_argument("--no-wait", action="store_true", help="fail at once if another run holds the KSM lock")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--known", metavar="FILE",
+                   help="outcomes of documents already run (JSON lines, as OUT/outcomes.jsonl): answered without "
+                        "running them; `ksm-harness vm ... explore` passes them on after a crash, with the same "
+                        "seed, so that the crash is shrunk")
     p.add_argument(damage.ALLOW_OPTION, action="store_true",
                    help="let explore lose pages in swapcache to memory failure (do: hwpoison) outside a "
                         "ksm-harness VM guest, where it does so anyway: only on a machine you will reboot")

@@ -75,6 +75,7 @@ def to_dict(session, database, repro, replay, stopped):
         "elapsed": round(s.budget - s.left(), 1),
         "stopped": stopped,
         "examples": s.examples,
+        "answered": s.answered,  # of them, answered from --known (run in an earlier boot)
         "steps": s.steps,
         "checks": s.checks,
         "totals": {k: s.statuses.get(k, 0) for k in (PASS, FAIL, ERROR, SKIP)},
@@ -97,7 +98,8 @@ def write_json(data, path):
 def summary(data):
     t = data["totals"]
     lines = [f"explore --seed {data['seed']} on {data['kernel']}: {data['examples']} examples, {data['steps']} "
-             f"steps, {data['checks']} checks in {format_duration(data['elapsed'])} ({data['stopped']})",
+             f"steps, {data['checks']} checks in {format_duration(data['elapsed'])} ({data['stopped']})"
+             + (f"; {data['answered']} answered from an earlier boot" if data.get("answered") else ""),
              f"  {t[PASS]} passed, {t[FAIL]} failed, {t[ERROR]} errored (harness trouble, not findings), "
              f"{t[SKIP]} skipped"]
     for e in data["errors"][:5]:

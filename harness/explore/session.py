@@ -11,6 +11,7 @@ from typing import List, Optional
 import yaml
 
 from ..results import ERROR, FAIL, PASS, SKIP
+from . import known
 from .machine import Finding
 
 
@@ -79,6 +80,10 @@ class Session:
     failures: List[Example] = field(default_factory=list)
     errors: List[Example] = field(default_factory=list)
     unfit: Optional[str] = None  # why the kernel can take no more examples
+    # known.key -> {"status", "reason"}: documents run in earlier boots (known.py),
+    # answered without running them again
+    known: dict = field(default_factory=dict)
+    answered: int = 0  # examples answered from `known`
 
     def __post_init__(self):
         self.started = self.clock()
@@ -100,19 +105,22 @@ class Session:
         self.examples += 1
         path = self.out / "example.yaml"
         path.write_text(dump(doc, f"ksm-harness explore --seed {self.seed}: example {self.examples}"))
+        doc_key = known.key(doc)
         try:
-            outcome = self.executor.run(path, self)
+            outcome = self.answer(doc_key) or self.executor.run(path, self)
         except Exception as exc:
             where = self.out / "errors" / f"{self.examples:05d}.yaml"
             where.write_text(path.read_text())
             self.errors.append(Example(str(where), step_count(doc), f"{type(exc).__name__}: {exc}",
                                        round(self.clock() - self.started, 1)))
             raise HarnessTrouble(f"{type(exc).__name__}: {exc} (the document: {where})") from exc
+        with open(self.out / known.FILE, "a") as f:
+            f.write(known.line(doc_key, outcome.status, outcome.reason))
         self.steps += outcome.steps
         self.checks += outcome.checks
         self.statuses[outcome.status] = self.statuses.get(outcome.status, 0) + 1
         kept = Example(str(path), step_count(doc), outcome.reason, round(self.clock() - self.started, 1),
-                       outcome.crashed)
+                       outcome.crashed or known.is_crash(outcome.reason))
         if outcome.status in (FAIL, ERROR):
             where = self.out / ("failures" if outcome.status == FAIL else "errors") / f"{self.examples:05d}.yaml"
             where.write_text(path.read_text())
@@ -125,6 +133,14 @@ class Session:
             raise KernelUnfit(outcome.reason)
         if outcome.status == FAIL:
             raise Finding(outcome.reason)
+
+    def answer(self, doc_key):
+        """The Outcome of a document an earlier boot ran, or None."""
+        entry = self.known.get(doc_key)
+        if entry is None:
+            return None
+        self.answered += 1
+        return Outcome(entry["status"], entry["reason"], 0, 0)
 
     def smallest_failure(self):
         """The failing document with the fewest steps (the latest of those:

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+import yaml
+
 from harness import crash, heartbeat, initramfs, qemu, vm, vmcli, vmexplore
 from harness.errors import EXIT_ERROR, EXIT_FAIL, InputError
+from harness.explore import known
 
 RES = initramfs.GUEST_RESULTS
 
@@ -18,9 +21,9 @@ def test_command_writes_to_the_side_channel():
                                             "--budget", "900", "--seed", "3"]
 
 
-@pytest.mark.parametrize("arg", ["--out", "--out=x", "--json"])
+@pytest.mark.parametrize("arg", ["--out", "--out=x", "--json", "--known"])
 def test_command_refuses_its_own_options(arg):
-    with pytest.raises(InputError, match="vm sets explore's output itself"):
+    with pytest.raises(InputError, match="vm sets it itself"):
         vmexplore.command([arg, "x"])
 
 
@@ -38,16 +41,18 @@ def fake_boot(monkeypatch, guest_exit, leave, crashes=()):
     fake_boots(monkeypatch, [(guest_exit, leave, crashes)])
 
 
-def fake_boots(monkeypatch, boots, commands=None):
+def fake_boots(monkeypatch, boots, commands=None, shares=None):
     """vm.run_in_vm as guests, one boot after another as `boots` says
     ((guest_exit, leave, crashes) each, the last one again once they run out);
-    each guest command goes to `commands`."""
+    each guest command goes to `commands`, the KNOWN file each found on the share to `shares`."""
     queue = list(boots)
 
     def run_in_vm(options, command, out, *, share, follower, **kw):
         guest_exit, leave, crashes = queue.pop(0) if len(queue) > 1 else queue[0]
         if commands is not None:
             commands.append(command)
+        if shares is not None:
+            shares.append((share / vmexplore.KNOWN).read_text() if (share / vmexplore.KNOWN).exists() else None)
         out.mkdir(parents=True, exist_ok=True)
         for name, text in leave.items():
             (share / name).parent.mkdir(parents=True, exist_ok=True)
@@ -120,24 +125,34 @@ class Clock:
         return self.now
 
 
-def test_a_crash_costs_a_boot_not_the_exploration(monkeypatch, tmp_path):
-    commands, replays = [], []
-    died = (None, {"explore/example.yaml": "name: explore-3\n"}, ())
-    finished = (0, {"explore.json": json.dumps({"out": f"{RES}/explore", "reproducer": None})}, ())
-    fake_boots(monkeypatch, [died, died, finished], commands)
+EXAMPLE = "name: explore-7\nsteps:\n- knob: {run: 1}\n"
+
+
+def test_a_crash_is_shrunk_in_later_boots_that_know_what_ran(monkeypatch, tmp_path):
+    commands, replays, shares = [], [], []
+    ran = known.line("k1", "pass", "")
+    died = (None, {"explore/example.yaml": EXAMPLE, f"explore/{known.FILE}": ran}, ())
+    shrunk = {"out": f"{RES}/explore", "reproducer": {"file": f"{RES}/explore/reproducer.yaml", "crashed": True}}
+    finished = (1, {"explore.json": json.dumps(shrunk), f"explore/{known.FILE}": known.line("k2", "fail", "x")}, ())
+    fake_boots(monkeypatch, [died, died, finished], commands, shares)
     monkeypatch.setattr(vmexplore, "replayed", lambda options, path, times, **kw: replays.append((path, times))
                         or vmexplore.Replay(times, 1, path.parent / "crash-replay"))
     boots = vmexplore.explore_across_boots(vm.VmOptions(kernel=Path("k")),
                                            ["--seed", "7", "--budget=900", "--replay", "2", "scenarios/x.yaml"],
                                            tmp_path, clock=Clock())
     assert [b.boot.out for b in boots] == [tmp_path, tmp_path / "boot-2", tmp_path / "boot-3"]
-    # each later boot: the budget left, the next seed, the rest as given
-    explore_args = [c[c.index("explore") + 5:] for c in commands]
-    assert explore_args == [["--seed", "7", "--budget=900", "--replay", "2", "scenarios/x.yaml"],
-                            ["--replay", "2", "scenarios/x.yaml", "--budget", "800", "--seed", "8"],
-                            ["--replay", "2", "scenarios/x.yaml", "--budget", "700", "--seed", "9"]]
-    assert replays == [(tmp_path / "crash-reproducer.yaml", 2), (tmp_path / "boot-2" / "crash-reproducer.yaml", 2)]
-    assert boots[0].replay.failed == 1 and boots[2].data is not None
+    # every boot: the same seed and the budget left; later ones answer from what ran before
+    explore_args = [c[c.index("--json") + 2:] for c in commands]
+    assert explore_args == [["--replay", "2", "scenarios/x.yaml", "--budget", "900", "--seed", "7"],
+                            ["--known", f"{RES}/{vmexplore.KNOWN}",
+                             "--replay", "2", "scenarios/x.yaml", "--budget", "800", "--seed", "7"],
+                            ["--known", f"{RES}/{vmexplore.KNOWN}",
+                             "--replay", "2", "scenarios/x.yaml", "--budget", "700", "--seed", "7"]]
+    crash_line = known.crash_line(yaml.safe_load(EXAMPLE), "no kernel report on the console")
+    assert shares[1] == ran + crash_line and shares[2] == 2 * (ran + crash_line)
+    # the shrunk crash is replayed on the host, a boot after each crash
+    assert replays == [(tmp_path / "boot-3" / "explore" / "reproducer.yaml", 2)]
+    assert boots[2].replay.failed == 1 and boots[0].replay is None
     assert vmexplore.status_of_all(boots) == EXIT_FAIL
 
 
