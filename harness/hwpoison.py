@@ -73,12 +73,23 @@ def state(flags: int) -> str:
     return " ".join(words)
 
 
+# Poisoned.how of a page whose recorded frame is no longer an unmapped
+# swapcache page: reclaim wrote the page out and freed the frame, which may
+# belong to anything now (the harness's own memory: its SIGBUS killed an
+# exploration in a guest), so it is left alone
+LEFT_SWAPCACHE = "not poisoned: its frame left swapcache"
+
+
+def in_swapcache_unmapped(flags: int) -> bool:
+    """The frame is a swapcache page no process maps: still the page paged out."""
+    return flag(flags, pages.KPF_SWAPCACHE) and not flag(flags, KPF_MMAP)
+
+
 def lost_in_swapcache(flags: int) -> bool:
     """Poisoned, unmapped, in swapcache and not up to date: the state
     me_swapcache_dirty() leaves a dirty swapcache page in (a clean one would
     have left swapcache), which ksm_might_need_to_copy() meets at swapoff."""
-    return (flag(flags, KPF_HWPOISON) and flag(flags, pages.KPF_SWAPCACHE)
-            and not flag(flags, pages.KPF_UPTODATE) and not flag(flags, KPF_MMAP))
+    return flag(flags, KPF_HWPOISON) and in_swapcache_unmapped(flags) and not flag(flags, pages.KPF_UPTODATE)
 
 
 def parse_actions(lines: Iterable[str]) -> Dict[int, str]:
@@ -190,13 +201,17 @@ def poison(hw: HwPoison, worker, region: str, start: int, count: int, recorded: 
     frames = {**mapped, **unmapped}
     order = sorted(frames)
     before = pages.kpageflags([frames[i] for i in order], hw.proc)
+    for i, flags in zip(order, before):
+        if i in unmapped and not in_swapcache_unmapped(flags):
+            how[i] = LEFT_SWAPCACHE
     seen = len(kernel_log())
     refused = {}  # page index -> errno name of a madvise the kernel refused
     for first, n in runs(mapped):
         reply = worker.call("hwpoison", timeout=timeout, region=region, start=first, count=n)
         refused.update({int(i): e for i, e in reply["errors"].items()})
     for i in sorted(unmapped):
-        hw.corrupt_pfn(unmapped[i])
+        if how[i] != LEFT_SWAPCACHE:
+            hw.corrupt_pfn(unmapped[i])
     after = pages.kpageflags([frames[i] for i in order], hw.proc)
     actions = parse_actions(kernel_log()[seen:])
     return tuple(Poisoned(i, frames[i], how[i], b, a,

@@ -395,7 +395,11 @@ class ScenarioRun:
         view = pages.region_pages(w.pid, info["addr"], info["npages"], self.ctx.roots.proc)
         start, count = span.get("start", 0), span.get("count", info["npages"])
         frames = self.state.frames.setdefault((w.name, region), {})
-        frames.update({i: view.pfns[i] for i in range(start, start + count) if view.pfns[i]})
+        for i in range(start, start + count):
+            if view.pfns[i]:
+                frames[i] = view.pfns[i]
+            else:  # paged out before: the frame recorded then may have been freed since
+                frames.pop(i, None)
 
     def note_window(self, w, what, times_ns, windows):
         """How often a race window was hit: events inside a knob write's span.

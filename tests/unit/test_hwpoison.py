@@ -144,3 +144,18 @@ def test_dropped_pages_are_no_longer_lost():
     assert state.lost == {("v[0]", "q"): {2}, ("v[1]", "r"): {3}}
     state.forget_lost(SimpleNamespace(name="v[0]"))  # exec: every region
     assert state.lost == {("v[1]", "r"): {3}}
+
+
+def test_a_recorded_frame_that_left_swapcache_is_not_poisoned(monkeypatch):
+    """Reclaim may write a paged-out page and free its frame, which may then be anybody's."""
+    view = pages.RegionPages(pid=1, addr=0, npages=2, present=0, swapped=2, ksm=(), zero=0, thp=0, pfns=(0, 0))
+    monkeypatch.setattr(pages, "region_pages", lambda *a: view)
+    swapcache = bits(pages.KPF_SWAPCACHE, hwpoison.KPF_DIRTY)
+    flags = {21: swapcache, 22: bits(hwpoison.KPF_MMAP)}  # 22: mapped by somebody else now
+    monkeypatch.setattr(pages, "kpageflags", lambda pfns, proc: [flags[p] for p in pfns])
+    corrupted = []
+    hw = SimpleNamespace(proc="/proc", corrupt_pfn=corrupted.append)
+    worker = SimpleNamespace(regions={"r": {"npages": 2, "addr": 0}}, pid=1)
+    done = hwpoison.poison(hw, worker, "r", 0, 2, {0: 21, 1: 22}, lambda: [], 5.0)
+    assert corrupted == [21]
+    assert [p.how for p in done] == ["corrupt-pfn", hwpoison.LEFT_SWAPCACHE]
