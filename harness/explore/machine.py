@@ -130,16 +130,12 @@ class Draft:
         return self.swap and not self.swapped_off
 
     def allows(self, action, region):
-        """`do: action` on `region` is safe to draw now.  After pages were
-        lost: no write there (the worker's plain stores would die of the
-        SIGBUS: only touch catches it) and no fork (the end's data check
-        reads a child's copy through /proc/PID/mem, which stops short at a
-        lost page).  No pageout once swap is off."""
+        """`do: action` on `region` is safe to draw now: no write where
+        pages were lost (the worker's plain stores would die of the SIGBUS:
+        only touch catches it), no pageout once swap is off."""
         if action == "pageout":
             return self.can_page_out()
-        if action == "write":
-            return region not in {r for _, r in self.lost}
-        return action != "fork" or not self.lost
+        return action != "write" or region not in {r for _, r in self.lost}
 
     def unshared(self):
         """The knobs of NEED_UNSHARED can be written now."""
@@ -407,7 +403,7 @@ class ExploreMachine(RuleBasedStateMachine):
         self.draft.swapped_off = True
         self.draft.add(self.action(data, "touch", victim, **self.group_of(victim, paired)))
 
-    @precondition(lambda self: self.draft.groups and self.vocab.has("fork") and self.draft.allows("fork", "")
+    @precondition(lambda self: self.draft.groups and self.vocab.has("fork")
                   and {"1", "2"} <= set(self.vocab.knob_values("run")))
     @rule(data=st.data(), where=regions)
     @whole

@@ -1,9 +1,10 @@
 """dataverify: a descendant's pages checked through /proc/PID/mem, here a
 fake proc tree whose mem file holds the keys and pages at their addresses
 (filled by mem.c as a worker fills them), and the problems put in words."""
+import errno
 import os
 
-from harness import dataverify
+from harness import dataverify, pages
 from harness._mem import ffi, lib
 from harness.pages import PAGE_SIZE
 
@@ -42,12 +43,31 @@ def test_corrupt_page_is_named(tmp_path):
     assert problem.startswith("a[0] child 42.r: 1 of 8 pages hold wrong data (page 3 word0=0x")
 
 
-def test_short_read_and_exited_process(tmp_path):
-    res = dataverify.remote(42, INFO, fake_mem(tmp_path, truncate=PAGE_SIZE))
-    assert dataverify.problems("c", "r", res, "intact") == [
-        f"c.r: short read of /proc/42/mem: {8 * NPAGES} of {8 * NPAGES} key bytes, {PAGE_SIZE} of "
-        f"{NPAGES * PAGE_SIZE} data bytes"]
+def test_exited_process(tmp_path):
+    # mem_rw() gives 0 bytes once the mm is gone: the read stops short, and the page after is empty
+    assert dataverify.remote(42, INFO, fake_mem(tmp_path, truncate=PAGE_SIZE)) is None
     assert dataverify.remote(43, INFO, tmp_path) is None  # no /proc/43: it exited
+
+
+def test_a_page_the_kernel_cannot_reach_counts_as_sigbus(tmp_path, monkeypatch):
+    """access_remote_vm() stops at a page whose swap-in fails or that memory
+    failure took: the read stops short there, and a read of that page is EIO."""
+    proc = fake_mem(tmp_path, corrupt=5)
+    read = pages.read_memory
+
+    def eio_at_page_3(pid, addr, length, proc):
+        if addr <= INFO["addr"] + 3 * PAGE_SIZE < addr + length:
+            if addr == INFO["addr"] + 3 * PAGE_SIZE:
+                raise OSError(errno.EIO, "Input/output error")
+            length = INFO["addr"] + 3 * PAGE_SIZE - addr
+        return read(pid, addr, length, proc)
+
+    monkeypatch.setattr(pages, "read_memory", eio_at_page_3)
+    res = dataverify.remote(42, INFO, proc)
+    assert (res["pages"], res["bad"], res["sigbus"]) == (NPAGES, 1, 1)
+    assert [(f["page"], f["sigbus"]) for f in res["first"]] == [(3, True), (5, False)]
+    assert dataverify.problems("c", "r", res, "sigbus-or-intact")[0].startswith("c.r: 1 of 8 pages hold wrong data")
+    assert dataverify.problems("c", "r", res, "intact")[1] == "c.r: 1 pages raised SIGBUS"
 
 
 def test_sigbus_is_a_problem_only_when_intact_is_wanted():
