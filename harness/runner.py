@@ -45,6 +45,25 @@ class Interrupted(BaseException):
     """SIGTERM arrived: unwind like KeyboardInterrupt, cleaning up on the way."""
 
 
+@contextlib.contextmanager
+def unwinding_on_term():
+    """SIGTERM and SIGHUP raise Interrupted while the block runs (main
+    thread), so that its finally clauses put back what it made; the old
+    handlers after."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+
+    def on_term(signum, frame):
+        raise Interrupted(signal.Signals(signum).name)
+
+    for s in previous:
+        signal.signal(s, on_term)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 @dataclass
 class Roots:
     """Where the kernel interfaces live (tests point these at fakes)."""
@@ -567,42 +586,34 @@ def driving(ctx, lock, wait, say):
     journal = ctx.journal
     lock.acquire(wait=wait, on_wait=lambda pid: say(f"waiting for ksm-harness pid {pid} to finish "
                                                     f"(it holds {lock.path})..."))
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-
-    def on_term(signum, frame):
-        raise Interrupted(signal.Signals(signum).name)
-
-    for s in previous:
-        signal.signal(s, on_term)
     failures = []
     interrupted = None
-    try:
-        stale = journal.stale()
-        if stale:
-            recover_stale(ctx, journal, stale, say)
-        ctx.original = ctx.knobs.snapshot()
-        journal.begin(ctx.original)
-        yield failures
-    except BaseException as exc:  # KeyboardInterrupt, Interrupted: the final restore still runs
-        interrupted = exc
-        raise
-    finally:
+    with unwinding_on_term():
         try:
-            if journal.data is not None:
-                # what a scenario's cleanup could not remove is tried once more;
-                # signals wait for this (Cleanup defers them)
-                left = [entry_name(e) for e in journal.data["entries"]]
-                failures.extend(recover(ctx, journal))
-                if not failures:
-                    journal.finish()
-                    if left:
-                        say(f"removed at the end of the run what a cleanup had left: {'; '.join(left)}")
+            stale = journal.stale()
+            if stale:
+                recover_stale(ctx, journal, stale, say)
+            ctx.original = ctx.knobs.snapshot()
+            journal.begin(ctx.original)
+            yield failures
+        except BaseException as exc:  # KeyboardInterrupt, Interrupted: the final restore still runs
+            interrupted = exc
+            raise
         finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-            lock.release()
-        if failures and interrupted is not None:
-            raise CleanupError(failures) from interrupted  # and the machine is not back as found
+            try:
+                if journal.data is not None:
+                    # what a scenario's cleanup could not remove is tried once more;
+                    # signals wait for this (Cleanup defers them)
+                    left = [entry_name(e) for e in journal.data["entries"]]
+                    failures.extend(recover(ctx, journal))
+                    if not failures:
+                        journal.finish()
+                        if left:
+                            say(f"removed at the end of the run what a cleanup had left: {'; '.join(left)}")
+            finally:
+                lock.release()
+            if failures and interrupted is not None:
+                raise CleanupError(failures) from interrupted  # and the machine is not back as found
 
 
 def run_all(scenarios, progress, roots=Roots(), journal=None, wait=True, say=print, lock=None,

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from . import qemu, vm, vmexplore, vmrun
+from . import qemu, runner, vm, vmexplore, vmrun
 from .report import terminal
 from .errors import EXIT_FAIL, EXIT_USAGE, HarnessError, InputError
 
@@ -102,11 +102,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         out = args.out or Path("results") / f"vm-{kernel_name(args.kernel)}-{time.strftime('%Y%m%d-%H%M%S')}"
         print(f"kernel: {args.kernel}" + (f" ({version})" if version else ""), file=sys.stderr)
         print(f"results: {out}", file=sys.stderr)
-        if args.command == "explore":
-            return explored(vmexplore.explore_across_boots(opts, args.run_args, out, echo=sys.stdout,
-                                                           verbose=args.verbose))
-        run = vmrun.run_scenarios(opts, args.run_args, out, stop_on_crash=args.stop_on_crash,
-                                  echo=sys.stdout, verbose=args.verbose)
+        # SIGTERM unwinds too: qemu is killed and the side channel removed (vm.py's finally clauses)
+        with runner.unwinding_on_term():
+            if args.command == "explore":
+                return explored(vmexplore.explore_across_boots(opts, args.run_args, out, echo=sys.stdout,
+                                                               verbose=args.verbose))
+            run = vmrun.run_scenarios(opts, args.run_args, out, stop_on_crash=args.stop_on_crash,
+                                      echo=sys.stdout, verbose=args.verbose)
     except HarnessError as exc:
         print(f"ksm-harness vm: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,10 +1,14 @@
 """cleanup.py: every deferred call runs, every failure is kept, signals wait."""
 import logging
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from harness import runner
 from harness.cleanup import Cleanup
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,3 +86,12 @@ def test_a_second_signal_abandons_it_and_says_what_is_left():
     assert proc.returncode == 128 + signal.SIGINT
     assert proc.stdout == ""
     assert "SIGINT again: cleanup abandoned; left undone: print('last step done')" in proc.stderr
+
+
+def test_sigterm_unwinds_a_block_and_the_old_handler_comes_back():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(runner.Interrupted, match="SIGTERM"):
+        with runner.unwinding_on_term():
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pause()  # not reached: the handler raises first
+    assert signal.getsignal(signal.SIGTERM) is before
