@@ -75,7 +75,7 @@ def to_dict(session, database, repro, replay, stopped):
         "elapsed": round(s.budget - s.left(), 1),
         "stopped": stopped,
         "examples": s.examples,
-        "answered": s.answered,  # of them, answered from --known (run in an earlier boot)
+        "answered": s.answered,  # of them, answered without a run: the same document ran before (--known, or here)
         "steps": s.steps,
         "checks": s.checks,
         "totals": {k: s.statuses.get(k, 0) for k in (PASS, FAIL, ERROR, SKIP)},
@@ -99,7 +99,8 @@ def summary(data):
     t = data["totals"]
     lines = [f"explore --seed {data['seed']} on {data['kernel']}: {data['examples']} examples, {data['steps']} "
              f"steps, {data['checks']} checks in {format_duration(data['elapsed'])} ({data['stopped']})"
-             + (f"; {data['answered']} answered from an earlier boot" if data.get("answered") else ""),
+             + (f"; {data['answered']} answered from an earlier run of the same document"
+                if data.get("answered") else ""),
              f"  {t[PASS]} passed, {t[FAIL]} failed, {t[ERROR]} errored (harness trouble, not findings), "
              f"{t[SKIP]} skipped"]
     for e in data["errors"][:5]:

@@ -80,8 +80,10 @@ class Session:
     failures: List[Example] = field(default_factory=list)
     errors: List[Example] = field(default_factory=list)
     unfit: Optional[str] = None  # why the kernel can take no more examples
-    # known.key -> {"status", "reason"}: documents run in earlier boots (known.py),
-    # answered without running them again
+    # known.key -> {"status", "reason"}: documents run in earlier boots (known.py)
+    # or earlier in this one, answered without running them again: different
+    # Hypothesis choices often write the same document (a quarter of the first
+    # 100 examples of seeds 1, 5 and 7 repeated an earlier one)
     known: dict = field(default_factory=dict)
     answered: int = 0  # examples answered from `known`
 
@@ -114,6 +116,7 @@ class Session:
             self.errors.append(Example(str(where), step_count(doc), f"{type(exc).__name__}: {exc}",
                                        round(self.clock() - self.started, 1)))
             raise HarnessTrouble(f"{type(exc).__name__}: {exc} (the document: {where})") from exc
+        self.known.setdefault(doc_key, {"status": outcome.status, "reason": outcome.reason})
         with open(self.out / known.FILE, "a") as f:
             f.write(known.line(doc_key, outcome.status, outcome.reason))
         self.steps += outcome.steps
