@@ -386,15 +386,16 @@ class ExploreMachine(RuleBasedStateMachine):
         mm/memory-failure.c); then run=2 and swapoff, whose unuse_pte()
         (mm/swapfile.c) must map a swapin error entry for them:
         ksm_might_need_to_copy() may not copy a KSM page that is not up to
-        date, and with run=2 it copies every KSM page it is given (the run
-        was drawn before: in the first 62 examples on the part-4 kernel
-        neither of the two shapes drawn had it, and none failed).  The runner's losses_kept check reads them at the end: a page
-        that reads back without SIGBUS was made up.  Drawn only where damage
+        date, and with run=2 it copies every KSM page it is given (when the
+        run=2 was drawn, the two shapes of the first 62 examples on the
+        part-4 kernel did not catch it).  The runner's losses_kept check
+        reads them at the end: a page that reads back without SIGBUS was
+        made up.  Drawn only where damage
         is allowed (vocabulary.Vocabulary.lose: in a guest), and only on
         add_ballast's victim and partner: on drawn regions most pages stayed
         mapped by two processes, and the step poisoned them mapped (madvise),
         thousands of memory failure lines that lose kernel log records."""
-        victim, partner, paired = self.merged_alone(None, None)
+        victim, partner, paired = self.merged_alone(None, None)  # always the pair (the precondition)
         pageout = self.paged_out_alone(data, victim, partner, paired, failing_writes=True)
         self.draft.add({"do": "hwpoison", **{k: v for k, v in pageout.items() if k in ("workers", "region", "pages")}})
         self.draft.lost |= {(g, victim[1]) for g in self.draft.named(pageout["workers"])}
