@@ -277,11 +277,11 @@ class ScenarioRun:
         from a lost frame."""
         readable = []
         for w in self.state.select(["all"]):
-            for region, lost in sorted((r, p) for (name, r), p in self.state.lost.items() if name == w.name and p):
+            for region, lost in sorted((r, p) for (name, r), p in self.state.lost.items() if name == w.name):
                 back = hwpoison.read_back(w, region, lost, self.left())
                 readable += [f"{w.name}.{region} pages {first}-{first + n - 1}: {got} of {n} read without SIGBUS"
                              for first, n, got in back]
-        if any(self.state.lost.values()):
+        if self.state.lost:
             self.check(f"pages memory failure took in swapcache raise SIGBUS when read ({when})", not readable,
                        "; ".join(readable[:5]) or
                        f"{sum(map(len, self.state.lost.values()))} lost pages, each read raised SIGBUS")

@@ -109,16 +109,13 @@ class Session:
         path.write_text(dump(doc, f"ksm-harness explore --seed {self.seed}: example {self.examples}"))
         doc_key = known.key(doc)
         try:
-            outcome = self.answer(doc_key) or self.executor.run(path, self)
+            outcome = self.answer(doc_key) or self.ran(doc_key, self.executor.run(path, self))
         except Exception as exc:
             where = self.out / "errors" / f"{self.examples:05d}.yaml"
             where.write_text(path.read_text())
             self.errors.append(Example(str(where), step_count(doc), f"{type(exc).__name__}: {exc}",
                                        round(self.clock() - self.started, 1)))
             raise HarnessTrouble(f"{type(exc).__name__}: {exc} (the document: {where})") from exc
-        self.known.setdefault(doc_key, {"status": outcome.status, "reason": outcome.reason})
-        with open(self.out / known.FILE, "a") as f:
-            f.write(known.line(doc_key, outcome.status, outcome.reason))
         self.steps += outcome.steps
         self.checks += outcome.checks
         self.statuses[outcome.status] = self.statuses.get(outcome.status, 0) + 1
@@ -137,8 +134,16 @@ class Session:
         if outcome.status == FAIL:
             raise Finding(outcome.reason)
 
+    def ran(self, doc_key, outcome):
+        """Remember a document's outcome, here and in OUT/outcomes.jsonl (for
+        later boots): it answers the same document from now on.  Returns it."""
+        self.known[doc_key] = {"status": outcome.status, "reason": outcome.reason}
+        with open(self.out / known.FILE, "a") as f:
+            f.write(known.line(doc_key, outcome.status, outcome.reason))
+        return outcome
+
     def answer(self, doc_key):
-        """The Outcome of a document an earlier boot ran, or None."""
+        """The Outcome of a document run before (in an earlier boot, or here), or None."""
         entry = self.known.get(doc_key)
         if entry is None:
             return None

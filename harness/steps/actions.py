@@ -400,8 +400,9 @@ class Hwpoison(OnPages):
                                run.state.frames.get((w.name, self.region), {}),
                                lambda: [r.text for r in run.kmsg.records()], run.left())
         run.state.add(w, self.region, "poisoned", sum(p.poisoned for p in done))
-        run.state.lost.setdefault((w.name, self.region), set()).update(
-            p.page for p in done if hwpoison.lost_in_swapcache(p.after))
+        lost = {p.page for p in done if hwpoison.lost_in_swapcache(p.after)}
+        if lost:
+            run.state.lost.setdefault((w.name, self.region), set()).update(lost)
         run.state.notes.append(f"{w.name}.{self.region} hwpoison: {hwpoison.summary(done)}")
 
 
