@@ -25,6 +25,17 @@ What mm/ksm.c promises, and so what is checked:
   pageout, a fork (ksm_fork() starts the child at 0 items) or an exit
   (__ksm_exit() leaves a busy mm's items to ksmd) is undone at ksmd's next
   visit, so these are checked when SETTLE_SCANS full scans passed since.
+  One lag outlives that rule: cmp_and_merge_page() -> try_to_merge_two_pages()
+  makes the page it is scanning the KSM page in place, and only the scanning
+  mm's item is counted.  Every other mm that maps that same page since a fork
+  gets its item at ksmd's next visit (stable_tree_search() returns the page
+  itself, "ksm page forked", and stable_tree_append() counts it), so the
+  ones ksmd visited earlier in that scan map a KSM page uncounted until the
+  next scan.  Traced on 6.18 (ksm_merge_with_ksm_page events): the last
+  child forked, at the tail of ksm_mm_head, made its page KSM in the second
+  scan after run=2, after its 7 siblings sharing it had been visited.  Such a
+  shortfall is allowed where the process shares each of those entries (same
+  address, same PFN) with another process of its fork family, and said.
 - unmerge_and_remove_all_rmap_items() (run=2) removes every rmap item of
   every mm and break_ksm() breaks every KSM page and KSM-placed zero page:
   after run=2 every process's counters are 0, and so are the global ones
@@ -95,6 +106,23 @@ def rmap_item_size(seen):
             cost, rest = divmod(saved - st["ksm_process_profit"], st["ksm_rmap_items"])
             sizes[None if rest else cost].append(s.label)
     return dict(sizes)
+
+
+def uncounted_forked(checked, seen):
+    """{label: shortfall} for the processes of `checked` whose
+    ksm_merging_pages falls short of their KSM entries by no more than the
+    entries they share (same address, same PFN) with another process of their
+    fork family in `seen`: KSM pages made in place after ksmd's last visit to
+    them (see the module's docstring)."""
+    family = collections.defaultdict(collections.Counter)
+    for s in seen:
+        family[s.worker].update(s.pages.ksm)
+    late = {}
+    for s in checked:
+        short = len(s.pages.ksm) - s.stat.get("ksm_merging_pages", 0)
+        if short > 0 and short <= sum(1 for entry in s.pages.ksm if family[s.worker][entry] > 1):
+            late[s.label] = short
+    return late
 
 
 def listed(pairs, how):
@@ -284,14 +312,23 @@ class Truth:
                          f"children: their pages changed fewer than {SETTLE_SCANS} full scans ago "
                          f"(full_scans={scans})")
         settled = [s for s in settled if "ksm_merging_pages" in s.stat]
+        late = uncounted_forked(settled, seen)
         if settled:
             bad, good = [], []
             for s in settled:
                 pair = f"{s.label} {s.stat.get('ksm_merging_pages', 0)}={len(s.pages.ksm)}"
-                (good if s.stat.get("ksm_merging_pages", 0) == len(s.pages.ksm) else bad).append(pair)
+                if s.label in late:
+                    good.append(f"{pair} ({late[s.label]} fork-shared not yet counted)")
+                else:
+                    (good if s.stat.get("ksm_merging_pages", 0) == len(s.pages.ksm) else bad).append(pair)
             checks.append(Check(f"ksm_merging_pages == KSM pages mapped, per process ({when})", not bad,
                                 listed(bad or good, "ksm_stat = entries with KPF_KSM in every VM_MERGEABLE "
                                                     "mapping, smaps + pagemap + kpageflags")))
+        if late:
+            notes.append(f"page truth {when}: {sum(late.values())} KSM entries of {len(late)} processes not yet "
+                         f"counted in ksm_merging_pages: each maps a page a fork relative shares at the same "
+                         f"address, which ksmd made KSM in place after its last visit to that process "
+                         f"(counted at the next one, stable_tree_search(): \"ksm page forked\")")
         zeroed = [s for s in seen if "ksm_zero_pages" in s.stat]
         if zeroed:
             bad, good = [], []
@@ -317,12 +354,13 @@ class Truth:
             notes.append(f"global counters {when}: not checked against page truth: pages changed or processes "
                          f"exited fewer than {SETTLE_SCANS} full scans ago")
         else:
-            checks.extend(self.globals(when, seen))
+            checks.extend(self.globals(when, seen, sum(late.values())))
             notes.extend(self.residue_note(when))
         return checks, notes
 
-    def globals(self, when, seen):
-        """The harness is the only KSM user and ksmd saw every change."""
+    def globals(self, when, seen, late=0):
+        """The harness is the only KSM user and ksmd saw every change; `late`
+        KSM entries are fork-shared ones not counted yet (uncounted_forked())."""
         now = {n: v - self.residue.get(n, 0) for n, v in self.read(("pages_shared", "pages_sharing",
                                                                      "ksm_zero_pages")).items()}
         sysfs = "sysfs, less what setup's run=2 left" if self.residue else "sysfs"
@@ -334,10 +372,11 @@ class Truth:
                   f"pages_shared={now['pages_shared']} ({sysfs}), {len(frames)} distinct KPF_KSM PFNs in "
                   f"{len(seen)} processes' pagemaps"),
             Check(f"pages_shared + pages_sharing == KSM pages mapped == sum of ksm_merging_pages ({when})",
-                  now["pages_shared"] + now["pages_sharing"] == mapped == merging,
+                  now["pages_shared"] + now["pages_sharing"] == mapped - late == merging,
                   f"pages_shared+pages_sharing={now['pages_shared'] + now['pages_sharing']} ({sysfs}), "
-                  f"{mapped} entries mapping KPF_KSM pages (pagemap), "
-                  f"sum of ksm_merging_pages={merging} (ksm_stat)"),
+                  f"{mapped} entries mapping KPF_KSM pages (pagemap)"
+                  + (f" less {late} fork-shared ones not counted yet" if late else "")
+                  + f", sum of ksm_merging_pages={merging} (ksm_stat)"),
         ]
         if "ksm_zero_pages" in now and all("ksm_zero_pages" in s.stat for s in seen):
             total = sum(s.stat["ksm_zero_pages"] for s in seen)
