@@ -48,10 +48,14 @@ def test_an_exception_in_the_block_still_cleans_up():
     assert ran == ["undone"] and defer.failures == []
 
 
-# A cleanup step that is sent SIGINT (twice with "twice") while it runs.
+# A cleanup step that is sent SIGINT (twice with "twice") while it runs.  It
+# starts with Python's own SIGINT handler, as under an interactive shell: a
+# background job of a non-interactive shell (a CI script, `cmd &`) inherits
+# SIGINT ignored, Python then leaves it ignored, and so does the redelivery.
 SIGNALLED = """
 import os, signal, sys, time
 from harness.cleanup import Cleanup
+signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[2:] == ["ignored"] else signal.default_int_handler)
 times = int(sys.argv[1])
 
 def step(name):
@@ -69,8 +73,8 @@ except KeyboardInterrupt:
 """
 
 
-def signalled(times):
-    return subprocess.run([sys.executable, "-c", SIGNALLED, str(times)], cwd=REPO, capture_output=True,
+def signalled(times, *how):
+    return subprocess.run([sys.executable, "-c", SIGNALLED, str(times), *how], cwd=REPO, capture_output=True,
                           text=True, timeout=30)
 
 
@@ -78,6 +82,12 @@ def test_a_signal_during_cleanup_waits_for_it():
     proc = signalled(1)
     assert proc.stdout.splitlines() == ["step swapoff done", "last step done", "KeyboardInterrupt after cleanup"]
     assert "SIGINT deferred until cleanup is done" in proc.stderr
+    assert proc.returncode == 0
+
+
+def test_a_signal_the_caller_ignored_stays_ignored_after_cleanup():
+    proc = signalled(1, "ignored")
+    assert proc.stdout.splitlines() == ["step swapoff done", "last step done"]
     assert proc.returncode == 0
 
 
