@@ -66,6 +66,11 @@ class CannotRun(HarnessError):
     exit_code = EXIT_CANNOT_RUN
 
 
+class EmulatorFault(CannotRun):
+    """The guest died before its command ran, of qemu's TCG and not of its
+    kernel (tcg.py): booting again may pass."""
+
+
 class LockBusy(HarnessError):
     """Another run drives KSM right now (one driver at a time)."""
 

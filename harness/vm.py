@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, IO, List, Mapping, Optional, Sequence, Tuple
 
-from . import damage, heartbeat, initramfs, qemu
+from . import damage, heartbeat, initramfs, qemu, tcg
 from .cleanup import Cleanup
 from .crash import scan_lines
 from .errors import (
@@ -35,6 +35,7 @@ from .errors import (
     EXIT_PASS,
     EXIT_USAGE,
     CannotRun,
+    EmulatorFault,
     HarnessError,
     InputError,
 )
@@ -196,7 +197,26 @@ def boot_out(out: Path, earlier: int) -> Path:
     return Path(out) / f"boot-{earlier + 1}" if earlier else Path(out)
 
 
-def run_in_vm(
+EMULATOR_BOOTS = 3  # boots for a guest that qemu's TCG kills before its command runs (tcg.py)
+
+
+def run_in_vm(options: VmOptions, command: Sequence[str], out: Path, *,
+              log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True), **kw) -> VmRun:
+    """Boot options.kernel, run `command` in the guest (boot_once()).  A guest
+    that died before the command ran, of a stale int3 under TCG (tcg.py: qemu's
+    fault, not the kernel's), is booted again, EMULATOR_BOOTS times at most;
+    each such console is kept as console.emulator-N.log."""
+    for attempt in range(1, EMULATOR_BOOTS):
+        try:
+            return boot_once(options, command, out, log=log, **kw)
+        except EmulatorFault as exc:
+            kept = Path(out) / f"console.emulator-{attempt}.log"
+            os.replace(Path(out) / "console.log", kept)
+            log(f"{exc}: booting again (kept {kept})")
+    return boot_once(options, command, out, log=log, **kw)
+
+
+def boot_once(
     options: VmOptions,
     command: Sequence[str],
     out: Path,
@@ -335,6 +355,7 @@ def run_in_vm(
         timeout=options.timeout,
         init_error=_init_error(out / "console.log"),
         killed=killed,
+        accel=accel.name,
     )
     return VmRun(status, reason, guest_exit, crashes, hung, ready_after, duration, out, accel, guest_result, killed)
 
@@ -348,13 +369,15 @@ def verdict(
     timeout: float,
     init_error: str = "",
     killed: str = "",
+    accel: str = "",
 ) -> Tuple[int, str]:
     """(exit status, reason) of a boot, from what the host saw.
 
     crashes: the reports after the ready marker, or, for a guest that never
     became ready, those of the boot.  Raises CannotRun when the guest stopped
     before the command ran (a kernel that cannot boot this harness: `git
-    bisect run` skips it).  A panic or hang once the command runs is a
+    bisect run` skips it), EmulatorFault when qemu's TCG (`accel` "tcg") made
+    it stop (tcg.emulator_fault()).  A panic or hang once the command runs is a
     failure: the kernel under test broke.
     """
     reported = f"; the kernel reported: {_crash_names(crashes)}" if crashes else ""
@@ -363,6 +386,10 @@ def verdict(
         return EXIT_FAIL, f"guest hung {where}: killed {killed or f'after {timeout:g} s'}{reported}"
     if not ready:
         why = init_error or _crash_names(crashes) or "no ready marker on the console"
+        emulator = tcg.emulator_fault(crashes, accel)
+        if emulator:
+            raise EmulatorFault(f"the guest stopped before running the command: {why}: no verdict on the kernel: "
+                                f"{emulator} (see console.log)")
         raise CannotRun(f"the guest stopped before running the command: {why} (see console.log)")
     if guest_exit is None:
         return EXIT_FAIL, "the guest stopped before the command finished" + (

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import initramfs, vm, vmcli
-from harness.errors import CannotRun, InputError
+from harness import crash, initramfs, vm, vmcli
+from harness.errors import CannotRun, EmulatorFault, InputError
 from harness.results import Crash
 
 PANIC = Crash("panic", "Kernel panic - not syncing: sysrq triggered crash", 420, ("Kernel panic",))
@@ -153,3 +153,40 @@ def test_kernel_name(tmp_path):
 def test_cli_help(capsys):
     assert vmcli.main(["--help"]) == 0
     assert "run [run-args...] SCENARIOS..." in capsys.readouterr().out
+
+
+# A 6.12.117 guest under TCG that died while booting: "Oops: int3" whose
+# trapping byte reads 0f, the nop that text_poke_bp() had put back (CI, 2026-12-04)
+STALE_INT3_BOOT = Path(__file__).resolve().parents[1] / "data" / "logs" / "qemu-6.12-tcg-stale-int3-boot.log"
+
+
+def test_a_guest_that_tcg_killed_while_booting_is_the_emulators_fault_not_the_kernels():
+    crashes = tuple(crash.scan_text(STALE_INT3_BOOT.read_text()))
+    with pytest.raises(EmulatorFault, match="the guest stopped before running the command: int3 in .*: no verdict "
+                                            "on the kernel: the trapping byte reads 0f, not int3"):
+        verdict(ready=False, guest_exit=None, crashes=crashes, accel="tcg")
+    with pytest.raises(CannotRun) as under_kvm:
+        verdict(ready=False, guest_exit=None, crashes=crashes, accel="kvm")
+    assert not isinstance(under_kvm.value, EmulatorFault)
+
+
+def test_a_boot_the_emulator_killed_is_booted_again_and_its_console_kept(tmp_path, monkeypatch):
+    boots, said = [], []
+
+    def boot_once(options, command, out, **kw):
+        boots.append(kw)
+        (out / "console.log").write_text(f"boot {len(boots)}\n")
+        if len(boots) <= 2:  # the first two boots die of the emulator
+            raise EmulatorFault(f"the guest stopped before running the command: int3 in f (boot {len(boots)})")
+        return "ran"
+
+    monkeypatch.setattr(vm, "boot_once", boot_once)
+    assert vm.run_in_vm(vm.VmOptions(kernel=Path("bzImage")), ["true"], tmp_path, log=said.append, share="s") == "ran"
+    assert len(boots) == vm.EMULATOR_BOOTS == 3 and all(kw["share"] == "s" for kw in boots)
+    assert [(tmp_path / f"console.emulator-{i}.log").read_text() for i in (1, 2)] == ["boot 1\n", "boot 2\n"]
+    assert said[0] == (f"the guest stopped before running the command: int3 in f (boot 1): booting again "
+                       f"(kept {tmp_path / 'console.emulator-1.log'})")
+    boots.clear()
+    monkeypatch.setattr(vm, "EMULATOR_BOOTS", 2)
+    with pytest.raises(EmulatorFault, match="boot 2"):
+        vm.run_in_vm(vm.VmOptions(kernel=Path("bzImage")), ["true"], tmp_path, log=said.append)
