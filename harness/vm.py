@@ -206,6 +206,8 @@ def run_in_vm(options: VmOptions, command: Sequence[str], out: Path, *,
     that died before the command ran, of a stale int3 under TCG (tcg.py: qemu's
     fault, not the kernel's), is booted again, EMULATOR_BOOTS times at most;
     each such console is kept as console.emulator-N.log."""
+    for stale in Path(out).glob("console.emulator-*.log"):  # a reused --out's, like OUT_FILES
+        stale.unlink()
     for attempt in range(1, EMULATOR_BOOTS):
         try:
             return boot_once(options, command, out, log=log, **kw)

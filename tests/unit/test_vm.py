@@ -181,9 +181,11 @@ def test_a_boot_the_emulator_killed_is_booted_again_and_its_console_kept(tmp_pat
         return "ran"
 
     monkeypatch.setattr(vm, "boot_once", boot_once)
+    (tmp_path / "console.emulator-7.log").write_text("a reused --out's\n")
     assert vm.run_in_vm(vm.VmOptions(kernel=Path("bzImage")), ["true"], tmp_path, log=said.append, share="s") == "ran"
     assert len(boots) == vm.EMULATOR_BOOTS == 3 and all(kw["share"] == "s" for kw in boots)
     assert [(tmp_path / f"console.emulator-{i}.log").read_text() for i in (1, 2)] == ["boot 1\n", "boot 2\n"]
+    assert not (tmp_path / "console.emulator-7.log").exists()
     assert said[0] == (f"the guest stopped before running the command: int3 in f (boot 1): booting again "
                        f"(kept {tmp_path / 'console.emulator-1.log'})")
     boots.clear()
