@@ -387,12 +387,12 @@ def verdict(
         where = "while running the command" if ready else "while booting"
         return EXIT_FAIL, f"guest hung {where}: killed {killed or f'after {timeout:g} s'}{reported}"
     if not ready:
-        why = init_error or _crash_names(crashes) or "no ready marker on the console"
+        stopped = "the guest stopped before running the command: " + (
+            init_error or _crash_names(crashes) or "no ready marker on the console")
         emulator = tcg.emulator_fault(crashes, accel)
         if emulator:
-            raise EmulatorFault(f"the guest stopped before running the command: {why}: no verdict on the kernel: "
-                                f"{emulator} (see console.log)")
-        raise CannotRun(f"the guest stopped before running the command: {why} (see console.log)")
+            raise EmulatorFault(f"{stopped}: no verdict on the kernel: {emulator} (see console.log)")
+        raise CannotRun(f"{stopped} (see console.log)")
     if guest_exit is None:
         return EXIT_FAIL, "the guest stopped before the command finished" + (
             reported or " (no crash report on the console)"
