@@ -16,6 +16,7 @@ mmap_lock); the watchdog's own reads of /proc run in threads it can abandon
 """
 import re
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ SIGNAL = signal.SIGUSR1  # sent to the main thread to stop the scenario
 READ_SECONDS = 2.0  # how long one /proc read of a diagnosis may block before it is abandoned
 SETTLE_QUIET = 0.5  # a report is complete once the log stayed this many seconds without a new record
 SETTLE_LIMIT = 5.0  # ... or after this many seconds at most
+RESEND = 1.0  # seconds between two signals while the main thread has not taken the stop
 NOT_RUN = "not run: the kernel crashed in"  # reason of the scenarios after a kernel that is no longer fit
 
 
@@ -65,12 +67,14 @@ class InKernel:
     state: str  # /proc/PID/stat field 3: R, S, D (uninterruptible sleep), Z, ...; "?" if unreadable
     wchan: str  # /proc/PID/wchan: the kernel function it sleeps in ("0" when running)
     stack: Tuple[str, ...]  # /proc/PID/stack frames (root, CONFIG_STACKTRACE); () when unreadable
+    worker: bool = True  # False: the harness's own main thread (its knob writes, its /proc reads)
 
     def text(self) -> str:
         doing = f" in {self.doing}" if self.doing else ""
         frames = ", ".join(f.split()[-1].split("+")[0] for f in self.stack[:6])
         stack = f", stack: {frames}" if frames else ""
-        return f"worker {self.name} (pid {self.pid}){doing}: state {self.state}, wchan {self.wchan}{stack}"
+        who = f"worker {self.name}" if self.worker else "the harness's main thread"
+        return f"{who} (pid {self.pid}){doing}: state {self.state}, wchan {self.wchan}{stack}"
 
 
 def stat_state(text: Optional[str]) -> str:
@@ -80,13 +84,24 @@ def stat_state(text: Optional[str]) -> str:
     return text.rsplit(")", 1)[1].split()[0]
 
 
-def in_kernel(pid: int, name: str, doing: str = "", proc: Path = Path("/proc")) -> InKernel:
-    """What process `pid` is doing in the kernel; each read bounded by READ_SECONDS."""
+def in_kernel(pid: int, name: str, doing: str = "", proc: Path = Path("/proc"), worker: bool = True) -> InKernel:
+    """What process (or thread) `pid` is doing in the kernel; each read bounded by READ_SECONDS."""
     base = Path(proc) / str(pid)
     stack = read_abandonable(base / "stack") or ""
     return InKernel(pid, name, doing, stat_state(read_abandonable(base / "stat")),
                     (read_abandonable(base / "wchan") or "?").strip() or "?",
-                    tuple(line for line in stack.splitlines() if line.strip()))
+                    tuple(line for line in stack.splitlines() if line.strip()), worker)
+
+
+def harness_in_kernel(proc: Path = Path("/proc")) -> Tuple[InKernel, ...]:
+    """The harness's main thread when it sleeps uninterruptibly in the kernel
+    (state D): a knob write that does not return (run=2 unmerges in the
+    writer's context, run_store() -> unmerge_and_remove_all_rmap_items() in
+    mm/ksm.c, taking each mm's mmap_lock) or a /proc read blocked on a
+    worker's mmap_lock.  No signal reaches it there, so the kernel holds the
+    scenario; () when it is anywhere else.  /proc/TID works for any thread."""
+    main = in_kernel(threading.main_thread().native_id or 0, "", proc=proc, worker=False)
+    return (main,) if main.state == "D" else ()
 
 
 def settle(records: Callable[[], Sequence], quiet: float = SETTLE_QUIET, limit: float = SETTLE_LIMIT) -> None:
@@ -114,15 +129,16 @@ class Watchdog:
 
     def __init__(self, deadline: float, timeout: float, busy: Callable[[], Iterable[Tuple[str, int, str]]],
                  proc: Path = Path("/proc"), expected: Sequence[str] = (),
-                 where: Callable[[], str] = lambda: ""):
+                 where: Callable[[], str] = lambda: "", resend: float = RESEND):
         self.deadline = deadline  # time.monotonic() at which the scenario's time is up
         self.timeout = timeout  # the scenario's timeout in seconds, for the message
         self.busy = busy
         self.proc = Path(proc)
         self.expected = tuple(expected)
         self.where = where  # the step being run, for the message: "line 12"
+        self.resend = resend  # seconds between signals until the stop is taken (RESEND)
         self.report: Optional[Crash] = None  # the report that stopped the scenario
-        self.stuck: Tuple[InKernel, ...] = ()  # the busy workers when it fired
+        self.stuck: Tuple[InKernel, ...] = ()  # the busy workers, and the main thread if in D, when it fired
         self.reason: Optional[str] = None  # set when it fired: what ScenarioStopped says
         self._armed = False
         self._wake = threading.Event()
@@ -173,10 +189,17 @@ class Watchdog:
             if self.report is None and time.monotonic() < self.deadline:
                 self._wake.clear()
                 continue
-            self.stuck = tuple(in_kernel(pid, name, doing, self.proc) for name, pid, doing in self.busy())
+            self.stuck = tuple(in_kernel(pid, name, doing, self.proc) for name, pid, doing in self.busy()) \
+                + harness_in_kernel(self.proc)
             self.reason = self._message()
-            if self._armed and self._installed and self._main is not None:
+            # Again every `resend` seconds until disarm(): a handler that runs
+            # inside a callback the interpreter calls (gc.callbacks, which
+            # Hypothesis uses) has its exception printed as "Exception ignored"
+            # and dropped, and that stop would be lost.
+            while self._armed and self._installed and self._main is not None:
                 signal.pthread_kill(self._main, SIGNAL)
+                if self._done.wait(self.resend):
+                    return
             return
 
     def _message(self) -> str:
@@ -191,9 +214,10 @@ class Watchdog:
 
     def _handler(self, signum, frame) -> None:
         # runs in the main thread between two bytecodes: no lock here (the
-        # main thread may hold one); _armed is only ever cleared before cleanup
-        if self._armed and self.reason:
-            self._armed = False
+        # main thread may hold one); _armed is only ever cleared before
+        # cleanup.  A stop already on its way out (a `finally` or `except` it
+        # passes through sees it in sys.exc_info()) is not raised over.
+        if self._armed and self.reason and not isinstance(sys.exc_info()[1], ScenarioStopped):
             raise ScenarioStopped(self.reason)
 
 
