@@ -34,7 +34,12 @@ RACE_ACTIONS = ("touch", "fork")  # actions that can start on a knob value (thei
 # holds only where ksmd is quiet; after run=1 it merges on, and a page it
 # merges between the pages_shared read and the page walk is a false alarm
 RACE_RUN = ("2", "0")
-SCENARIO_TIMEOUT = 300
+SCENARIO_TIMEOUT = 300  # seconds: a document's timeout at the least ...
+# ... and per step: each knob write that unmerges or stops ksmd is followed by
+# the invariant and the page truth over every process (runner.write_knobs), and
+# in a 6.12 TCG guest one such step took 10 to 22 s: a 33-step document ran
+# 238 s alone and timed out at 300 s as example 34 of an exploration
+STEP_SECONDS = 20
 # a ballast group: pages of few contents that merge, making run=2 long (add_ballast)
 BALLAST_PAGES = 4096  # per worker (16 MiB), as the seed scenarios' ballast
 BALLAST_COUNT = (2, 4)  # workers
@@ -176,7 +181,7 @@ class Draft:
             doc["steps"].append({"knob": {"run": 0}})
         if self.lost:
             doc["expect"] = [{"data": "sigbus-or-intact"}]  # lost pages raise SIGBUS when read
-        doc["timeout"] = SCENARIO_TIMEOUT
+        doc["timeout"] = max(SCENARIO_TIMEOUT, STEP_SECONDS * len(doc["steps"]))
         return doc
 
     def step_count(self):

@@ -42,11 +42,14 @@ class ExploreProgress:
         if self.tty and self.session:
             self.draw(f"{self.status(self.session)} | {one_line(name)}")
 
-    def example_done(self, session, outcome):
+    def example_done(self, session, outcome, repeat=False):
         self.session = session
-        line = f"example {session.examples} {outcome.status} {one_line(outcome.reason)[:200]}".rstrip()
+        if repeat:  # a document this exploration ran already: its outcome is not news
+            line = f"example {session.examples} repeats an earlier document ({outcome.status}), answered"
+        else:
+            line = f"example {session.examples} {outcome.status} {one_line(outcome.reason)[:200]}".rstrip()
         if self.tty:
-            if outcome.status in (FAIL, ERROR):
+            if outcome.status in (FAIL, ERROR) and not repeat:
                 self.say(line)
             self.draw(self.status(session))
         else:

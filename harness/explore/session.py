@@ -73,9 +73,10 @@ class Session:
     progress: object = None  # report.ExploreProgress
     clock: object = time.monotonic
     started: float = 0.0
-    examples: int = 0  # documents run
+    examples: int = 0  # documents drawn (run, or answered from `known`)
     steps: int = 0  # steps run
     checks: int = 0  # checks made
+    # outcomes of the session's distinct documents (a repeat is only `answered`)
     statuses: dict = field(default_factory=lambda: {PASS: 0, FAIL: 0, ERROR: 0, SKIP: 0})
     failures: List[Example] = field(default_factory=list)
     errors: List[Example] = field(default_factory=list)
@@ -86,6 +87,7 @@ class Session:
     # 100 examples of seeds 1, 5 and 7 repeated an earlier one)
     known: dict = field(default_factory=dict)
     answered: int = 0  # examples answered from `known`
+    seen: set = field(default_factory=set)  # known.key of every document of this session, run or answered
 
     def __post_init__(self):
         self.started = self.clock()
@@ -108,6 +110,8 @@ class Session:
         path = self.out / "example.yaml"
         path.write_text(dump(doc, f"ksm-harness explore --seed {self.seed}: example {self.examples}"))
         doc_key = known.key(doc)
+        repeat = doc_key in self.seen  # counted and kept when it first came: answered, nothing more
+        self.seen.add(doc_key)
         try:
             outcome = self.answer(doc_key) or self.ran(doc_key, self.executor.run(path, self))
         except Exception as exc:
@@ -116,6 +120,18 @@ class Session:
             self.errors.append(Example(str(where), step_count(doc), f"{type(exc).__name__}: {exc}",
                                        round(self.clock() - self.started, 1)))
             raise HarnessTrouble(f"{type(exc).__name__}: {exc} (the document: {where})") from exc
+        if not repeat:
+            self.tally(doc, path, outcome)
+        if self.progress:
+            self.progress.example_done(self, outcome, repeat)
+        if outcome.crashed:
+            self.unfit = outcome.reason
+            raise KernelUnfit(outcome.reason)
+        if outcome.status == FAIL:
+            raise Finding(outcome.reason)
+
+    def tally(self, doc, path, outcome):
+        """Count a document's outcome, and keep its file under failures/ or errors/."""
         self.steps += outcome.steps
         self.checks += outcome.checks
         self.statuses[outcome.status] = self.statuses.get(outcome.status, 0) + 1
@@ -126,13 +142,6 @@ class Session:
             where.write_text(path.read_text())
             kept.file = str(where)
             (self.failures if outcome.status == FAIL else self.errors).append(kept)
-        if self.progress:
-            self.progress.example_done(self, outcome)
-        if outcome.crashed:
-            self.unfit = outcome.reason
-            raise KernelUnfit(outcome.reason)
-        if outcome.status == FAIL:
-            raise Finding(outcome.reason)
 
     def ran(self, doc_key, outcome):
         """Remember a document's outcome, here and in OUT/outcomes.jsonl (for

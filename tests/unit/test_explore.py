@@ -9,10 +9,10 @@ import yaml
 
 from harness import scenario, steps
 from harness.explore import command, known, machine, vocabulary
-from harness.explore.session import Outcome, step_count
+from harness.explore.session import Outcome, Session, step_count
 from harness.knobs import Knobs
 from harness.limits import Limits
-from harness.results import FAIL, PASS, RunResult, ScenarioResult
+from harness.results import ERROR, FAIL, PASS, RunResult, ScenarioResult
 
 LIMITS = Limits(memory_pages=(8 << 30) // scenario.PAGE)
 VOCAB = vocabulary.Vocabulary(
@@ -82,6 +82,26 @@ def explore(tmp_path, fake, seed=7, budget=200, replay=5, vocab=VOCAB, steps=com
         command.Session = original
 
 
+def test_a_repeated_document_is_answered_and_counted_once(tmp_path):
+    # the 6.12 guest's "examples 34 and 35": one document that timed out,
+    # drawn again, showed as two ERRORs and two files under errors/
+    class TimingOut:
+        def run(self, path, session):
+            return Outcome(ERROR, "ScenarioStopped: scenario timeout of 300s reached at line 140", 33, 40)
+
+    class Draft:
+        def document(self, description):
+            return {"name": "explore-1", "description": description, "steps": [{"knob": {"run": 2}}]}
+
+    session = Session(TimingOut(), tmp_path, budget=60, seed=1)
+    session.run(Draft())
+    session.run(Draft())
+    assert (session.examples, session.answered, session.statuses[ERROR]) == (2, 1, 1)
+    assert (session.steps, session.checks) == (33, 40)
+    assert [Path(e.file).name for e in session.errors] == ["00001.yaml"]
+    assert sorted(p.name for p in (tmp_path / "errors").iterdir()) == ["00001.yaml"]
+
+
 def test_hundreds_of_generated_documents_load_within_the_limits(tmp_path):
     fake = FakeKernel(tmp_path)
     data = explore(tmp_path, fake, seed=8, budget=200)  # seed 7 draws no fork behind a first ballast
@@ -94,6 +114,8 @@ def test_hundreds_of_generated_documents_load_within_the_limits(tmp_path):
     leading = trailing = swapins = swapins_passed = forks_behind = 0
     for text in fake.documents:
         doc = yaml.safe_load(text)
+        # time for the runner's own checks after each step, even in a slow guest
+        assert doc["timeout"] == max(machine.SCENARIO_TIMEOUT, machine.STEP_SECONDS * len(doc["steps"]))
         ballast = [i for i, g in enumerate(doc["workers"])
                    if g["regions"][0]["size"] == f"{machine.BALLAST_PAGES} pages"]
         leading += ballast[:1] == [0]
