@@ -35,7 +35,7 @@ from .results import ERROR, FAIL, SKIP, Check, Measurement, RunResult, ScenarioR
 from .runstate import RunState
 from .sampler import Counters, Sampler, deltas
 from .swap import SwapManager
-from .watchdog import NOT_RUN, Watchdog, in_kernel, settle, stuck_text
+from .watchdog import NOT_RUN, Watchdog, settle, stuck_text, workers_in_kernel
 from .verdict import errored, verdict
 from .workers import WorkerDied, WorkerPool
 from .zygote import PAGE_SIZE
@@ -123,9 +123,10 @@ class ScenarioRun:
         return next(e.mode for e in self.sc.expect if e.kind == "data")
 
     def stuck_in_kernel(self, dog):
-        """The busy workers asleep in the kernel (state D) when a deadline
-        passed: what the watchdog saw when it fired, or a look now."""
-        seen = dog.stuck or tuple(in_kernel(pid, name, doing, self.ctx.roots.proc) for name, pid, doing in self.busy())
+        """The busy workers, and the harness's main thread, asleep in the
+        kernel (state D) when a deadline passed: what the watchdog saw when it
+        fired, or a look now at the workers (the main thread is here)."""
+        seen = dog.stuck or workers_in_kernel(self.busy(), self.ctx.roots.proc)
         return tuple(s for s in seen if s.state == "D")
 
     def check(self, what, passed, detail, kernel=True):
@@ -506,7 +507,8 @@ def run_scenario(ctx, sc, drive=None):
         except Exception as exc:  # EOFError, TimeoutExpired, a bug: this scenario's ERROR, not the run's end
             stuck = run.stuck_in_kernel(dog) if isinstance(exc, (ScenarioStopped, DeadlineExceeded, WorkerError)) else ()
             if dog.report is not None or stuck:
-                # the kernel's: it reported, or a worker sleeps in it past every deadline
+                # the kernel's: it reported, or a worker (or the harness's own
+                # knob write) sleeps in it past every deadline
                 run.check("the scenario runs to its end", False,
                           "; ".join([str(exc)] + [s.text() for s in stuck if s.text() not in str(exc)]))
             else:

@@ -5,7 +5,8 @@ worker's reply (select() on its socket), a knob write (run=2 unmerges for
 seconds), a read of /proc or /sys.  A check between steps never fires while
 one of those hangs.  The watchdog is a thread that waits for the scenario's
 deadline or for the kmsg watcher's on_crash; then it looks at what the busy
-workers are doing in the kernel and sends SIGNAL to the main thread.  Its
+workers (and the main thread, if asleep in the kernel) are doing there and
+sends SIGNAL to the main thread, again every RESEND seconds until taken.  Its
 handler raises ScenarioStopped there: a blocking system call returns EINTR
 and Python runs the handler (PEP 475), so the scenario unwinds into its
 cleanup within milliseconds.  The one thing a signal cannot cut short is a
@@ -91,6 +92,11 @@ def in_kernel(pid: int, name: str, doing: str = "", proc: Path = Path("/proc"), 
     return InKernel(pid, name, doing, stat_state(read_abandonable(base / "stat")),
                     (read_abandonable(base / "wchan") or "?").strip() or "?",
                     tuple(line for line in stack.splitlines() if line.strip()), worker)
+
+
+def workers_in_kernel(busy: Iterable[Tuple[str, int, str]], proc: Path = Path("/proc")) -> Tuple[InKernel, ...]:
+    """in_kernel() of each busy worker: (name, pid, command) as WorkerPool.busy() gives them."""
+    return tuple(in_kernel(pid, name, doing, proc) for name, pid, doing in busy)
 
 
 def harness_in_kernel(proc: Path = Path("/proc")) -> Tuple[InKernel, ...]:
@@ -189,8 +195,7 @@ class Watchdog:
             if self.report is None and time.monotonic() < self.deadline:
                 self._wake.clear()
                 continue
-            self.stuck = tuple(in_kernel(pid, name, doing, self.proc) for name, pid, doing in self.busy()) \
-                + harness_in_kernel(self.proc)
+            self.stuck = workers_in_kernel(self.busy(), self.proc) + harness_in_kernel(self.proc)
             self.reason = self._message()
             # Again every `resend` seconds until disarm(): a handler that runs
             # inside a callback the interpreter calls (gc.callbacks, which
